@@ -15,7 +15,7 @@ valid for the input shape:
 
 One activation and one merge operator are drawn per architecture, as in the original CNNGen;
 filters start at ``base_filters`` and grow by ``filter_step`` at each size-reducing
-convolution. The result is a :class:`ResolvedArchitecture`: the pinned architecture plus its
+convolution, whatever the channel count of the convolution's input. The result is a :class:`ResolvedArchitecture`: the pinned architecture plus its
 Keras layer graph with shapes, which metrics, code emission and features read.
 """
 
@@ -137,6 +137,7 @@ class _Solver:
     layers: list[KerasLayer] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     seen_conv: bool = False
+    width: int = 0
 
     # ---------------------------------------------------------------- graph building
 
@@ -226,11 +227,13 @@ class _Solver:
         )
 
     def default_filters(self, tensor: _Tensor, out_size: int, mode: _Mode) -> int:
+        # The width grows at each size-reducing convolution and does not follow the input's
+        # channels, so concatenations do not multiply the channel counts of later layers.
         if mode.keep_channels:
             return tensor.channels
-        if not self.seen_conv:
-            return self.config.base_filters
-        return tensor.channels + (self.config.filter_step if out_size < tensor.size else 0)
+        if self.seen_conv and out_size < tensor.size:
+            self.width += self.config.filter_step
+        return self.width
 
     def emit_convolution(self, kind: str, params: dict, tensor: _Tensor, out_size: int) -> _Tensor:
         conv_config = {
@@ -476,6 +479,7 @@ def solve(
     """
     shape = _check_inputs(input_shape, num_classes)
     solver = _Solver(shape, num_classes, random.Random(seed), config or SolverConfig())
+    solver.width = solver.config.base_filters
     # One activation and one merge operator per architecture, drawn first so that the rest of
     # the draws do not depend on whether they are pinned.
     solver.activation = solver.rng.choice(solver.config.activations)
