@@ -1,0 +1,220 @@
+"""The ``cnngen`` command line.
+
+``check``, ``sample``, ``describe`` and ``emit`` import neither TensorFlow nor PyTorch, so they
+answer in well under a second; ``emit --png``, ``run`` and ``evaluate`` import what they need
+when they run. Every error CNNGen raises on purpose is printed as one line on stderr with exit
+status 2; an unexpected error keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cnngen import __version__
+from cnngen.errors import CNNGenError, PhraseSyntaxError
+
+EXIT_USAGE = 2
+
+
+def _phrase(words: list[str]) -> str:
+    return " ".join(words)
+
+
+def _dataset_shape(name: str) -> tuple[tuple[int, int, int], int]:
+    from cnngen.datasets import get_dataset_info
+
+    info = get_dataset_info(name)
+    return tuple(info.input_shape), info.num_classes
+
+
+def _resolve(args):
+    from cnngen.grammar import parse
+    from cnngen.solver import solve
+
+    input_shape, num_classes = _dataset_shape(args.dataset)
+    return solve(parse(_phrase(args.phrase)), input_shape, num_classes, seed=args.seed)
+
+
+def cmd_check(args) -> int:
+    from cnngen.grammar import parse
+
+    print(parse(_phrase(args.phrase)).to_phrase())
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from cnngen.sampling import architecture_seeds, sample_architecture
+    from cnngen.solver import solve
+
+    if args.count < 0:
+        raise CNNGenError(f"--count must be >= 0, got {args.count}")
+    input_shape, num_classes = _dataset_shape(args.dataset)
+    for seed in architecture_seeds(args.seed, args.count):
+        architecture = sample_architecture(seed)
+        if args.bare:
+            print(architecture.to_bare_phrase())
+        else:
+            print(solve(architecture, input_shape, num_classes, seed).to_phrase())
+    return 0
+
+
+def cmd_describe(args) -> int:
+    from cnngen.metrics import compute_metrics
+
+    resolved = _resolve(args)
+    metrics = compute_metrics(resolved)
+    if args.json:
+        document = {"phrase": resolved.to_phrase(), "dataset": args.dataset, "seed": args.seed}
+        document.update(metrics.as_dict())
+        print(json.dumps(document, indent=2))
+        return 0
+    print(resolved.to_phrase())
+    print(f"params      {metrics.params:>14,}")
+    print(f"FLOPs       {metrics.flops:>14,}  (one image, multiply-add = 2)")
+    print(f"Keras layers{metrics.num_layers:>14}")
+    print(f"depth       {metrics.depth:>14}  (Conv2D and Dense on the longest path)")
+    print()
+    print(f"{'layer':<28}{'class':<24}{'output shape':<18}{'params':>12}{'FLOPs':>16}")
+    for cost in metrics.per_layer:
+        shape = "x".join(str(v) for v in cost.output_shape)
+        print(f"{cost.name:<28}{cost.class_name:<24}{shape:<18}{cost.params:>12,}{cost.flops:>16,}")
+    return 0
+
+
+def cmd_emit(args) -> int:
+    from cnngen.keras_source import write_source
+
+    resolved = _resolve(args)
+    path = write_source(resolved, args.output)
+    print(path)
+    if args.png:
+        from cnngen.keras_source import load_build_model, render_png
+
+        model = load_build_model(path)(resolved.input_shape, resolved.num_classes)
+        print(render_png(model, args.png))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from cnngen.pipeline import run_pipeline
+
+    extra = dict(_parse_assignment(item) for item in args.parameter)
+    output = run_pipeline(args.params, args.output, extra_parameters=extra or None)
+    print(output)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from cnngen.evaluation import evaluate_database
+
+    table = evaluate_database(args.database, repetitions=args.repetitions, seed=args.seed)
+    print(table.to_string())
+    return 0
+
+
+def _parse_assignment(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise CNNGenError(f"-p expects KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _add_phrase_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("phrase", nargs="+", help="the phrase (quoted, or as separate words)")
+    parser.add_argument(
+        "--dataset", required=True, help="digits, fashion_mnist, cifar10 or cifar100"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the values the phrase leaves open (default 0)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``cnngen`` command."""
+    parser = argparse.ArgumentParser(
+        prog="cnngen", description="Generate, train and measure CNN architectures."
+    )
+    parser.add_argument("--version", action="version", version=f"cnngen {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="parse a phrase and print its canonical form")
+    check.add_argument("phrase", nargs="+", help="the phrase (quoted, or as separate words)")
+    check.set_defaults(handler=cmd_check)
+
+    sample = commands.add_parser("sample", help="print fully pinned random phrases")
+    sample.add_argument("--count", type=int, required=True, help="number of phrases")
+    sample.add_argument(
+        "--seed", type=int, default=0, help="run seed; each phrase gets a seed derived from it"
+    )
+    sample.add_argument(
+        "--dataset", required=True, help="data set whose input shape the values fit"
+    )
+    sample.add_argument(
+        "--bare", action="store_true", help="print phrases without hyper-parameters"
+    )
+    sample.set_defaults(handler=cmd_sample)
+
+    describe = commands.add_parser(
+        "describe", help="print parameters, FLOPs and layers of a phrase"
+    )
+    _add_phrase_arguments(describe)
+    describe.add_argument("--json", action="store_true", help="print a JSON object")
+    describe.set_defaults(handler=cmd_describe)
+
+    emit = commands.add_parser("emit", help="write the standalone Keras file of a phrase")
+    _add_phrase_arguments(emit)
+    emit.add_argument("-o", "--output", required=True, help="path of the .py file to write")
+    emit.add_argument("--png", help="also draw the model with plot_model to this PNG path")
+    emit.set_defaults(handler=cmd_emit)
+
+    run = commands.add_parser(
+        "run", help="execute the notebooks with papermill for a parameter file"
+    )
+    run.add_argument("params", help="a YAML file under parameters/")
+    run.add_argument(
+        "--output", required=True, help="run directory for notebooks, database, CSV and figures"
+    )
+    run.add_argument(
+        "-p", "--parameter", action="append", default=[], help="override a parameter: KEY=VALUE"
+    )
+    run.set_defaults(handler=cmd_run)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate the predictors on a run's results database"
+    )
+    evaluate.add_argument("database", type=Path, help="results.sqlite of a run")
+    evaluate.add_argument(
+        "--repetitions", type=int, default=10, help="repetitions with different seeds"
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    evaluate.set_defaults(handler=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``cnngen`` command and return its exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.handler(args)
+    except PhraseSyntaxError as error:
+        print(f"cnngen {args.command}: invalid phrase: {error.one_line}", file=sys.stderr)
+    except CNNGenError as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"cnngen {args.command}: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"cnngen {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Tests of the cnngen command line, run as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "cnngen.cli"]
+
+
+def run_cli(*args):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "input conv max_pooling flatten dense output",
+        "input conv [ ( conv max_pooling , conv ) ( conv , convbn ) ] global_avg_pooling dense output",
+    ],
+)
+def test_check_valid(phrase):
+    result = run_cli("check", phrase)
+    assert result.returncode == 0
+    assert result.stdout.strip() == phrase
+
+
+@pytest.mark.parametrize(
+    "phrase, pattern",
+    [
+        ("input max_pooling conv flatten dense output", "column 6: unexpected 'max_pooling'"),
+        ("input conv@ flatten dense output", "column 10: invalid character '@'"),
+        ("input conv output", "column 11: no classification head"),
+    ],
+)
+def test_check_invalid_one_line(phrase, pattern):
+    result = run_cli("check", phrase)
+    assert result.returncode == 2
+    assert pattern in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_check_accepts_separate_words():
+    result = run_cli("check", "input", "conv", "flatten", "dense", "output")
+    assert result.stdout.strip() == "input conv flatten dense output"
+
+
+def test_sample_is_reproducible():
+    first = run_cli("sample", "--count", "5", "--seed", "3", "--dataset", "cifar10")
+    second = run_cli("sample", "--count", "5", "--seed", "3", "--dataset", "cifar10")
+    assert first.returncode == 0
+    assert first.stdout == second.stdout
+    assert len(first.stdout.splitlines()) == 5
+    for phrase in first.stdout.splitlines():
+        assert run_cli("check", phrase).stdout.strip() == phrase
+
+
+@pytest.mark.parametrize(
+    "dataset, shape",
+    [
+        ("digits", [8, 8, 1]),
+        ("fashion_mnist", [28, 28, 1]),
+        ("cifar10", [32, 32, 3]),
+        ("cifar100", [32, 32, 3]),
+    ],
+)
+def test_describe_json(dataset, shape):
+    result = run_cli("describe", "input conv flatten dense output", "--dataset", dataset, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert {"params", "flops", "num_layers"} <= set(document)
+    assert document["per_layer"][0]["output_shape"] == shape
+
+
+def test_describe_five_blocks_on_digits():
+    phrase = "input " + "conv max_pooling " * 5 + "flatten dense output"
+    result = run_cli("describe", phrase, "--dataset", "digits", "--json")
+    assert result.returncode == 0
+    assert min(layer["output_shape"][0] for layer in json.loads(result.stdout)["per_layer"]) >= 1
+
+
+def test_describe_unknown_dataset():
+    result = run_cli("describe", "input conv flatten dense output", "--dataset", "mnist")
+    assert result.returncode == 2
+    assert "unknown data set 'mnist'" in result.stderr
+
+
+def test_describe_invalid_pin_one_line():
+    result = run_cli(
+        "describe",
+        "input conv(kernel=9, padding=valid) flatten dense output",
+        "--dataset",
+        "digits",
+    )
+    assert result.returncode == 2
+    assert "kernel 9 is larger than its 8x8 input" in result.stderr
+
+
+def test_emit_writes_file(tmp_path):
+    target = tmp_path / "arch.py"
+    result = run_cli(
+        "emit", "input conv flatten dense output", "--dataset", "digits", "-o", str(target)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "def build_model(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES)" in target.read_text()
+
+
+def test_light_commands_import_no_framework():
+    code = (
+        "import sys\nfrom cnngen.cli import main\n"
+        "main(['check', 'input conv flatten dense output'])\n"
+        "main(['sample', '--count', '2', '--dataset', 'digits'])\n"
+        "main(['describe', 'input conv flatten dense output', '--dataset', 'cifar10', '--json'])\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'torch', 'codecarbon')]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "HEAVY []" in result.stdout
