@@ -1,6 +1,6 @@
 """The architecture tree and its canonical phrase.
 
-An :class:`Architecture` is what a phrase says: a sequence of feature-extraction nodes (layers
+An :class:`Architecture` is the content of a phrase: a sequence of feature-extraction nodes (layers
 and merges), an interstice, and a classification head of dropout and dense layers. Each layer
 carries the hyper-parameters the phrase pins; the rest are chosen by :mod:`cnngen.solver`.
 This module also owns the table of hyper-parameters each token accepts, so that the parser
@@ -26,7 +26,7 @@ ParamValue = Union[int, float, str]
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """What one hyper-parameter key accepts.
+    """The type and range of values one hyper-parameter key accepts.
 
     Attributes:
         type: ``int``, ``float`` or ``str``.
@@ -146,8 +146,8 @@ class MergeBody:
 class Merge:
     """A ``[ body ... ]`` block whose branches are joined by Add or Concatenate.
 
-    Body k's left branch reads the join of body k-1 (the merge's input for the first body);
-    its right branch reads the right branch output of body k-1, so the right path runs beside
+    Body k's left branch reads the join of body k-1, or the merge's input for the first body.
+    Its right branch reads the right branch output of body k-1, so the right path runs beside
     the left path across the bodies. Each body ends with a join of its two branches.
 
     Attributes:

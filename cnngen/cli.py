@@ -1,7 +1,7 @@
 """The ``cnngen`` command line.
 
 ``check``, ``sample``, ``describe`` and ``emit`` import neither TensorFlow nor PyTorch, so they
-answer in well under a second; ``emit --png``, ``run`` and ``evaluate`` import what they need
+return in well under a second; ``emit --png``, ``run`` and ``evaluate`` import what they need
 when they run. Every error CNNGen raises on purpose is printed as one line on stderr with exit
 status 2; an unexpected error keeps its traceback.
 """

@@ -16,7 +16,7 @@ from cnngen.grammar import parse
 from cnngen.metrics import compute_metrics
 from cnngen.solver import solve
 
-# Every token the lexer knows, plus near misses a person might type.
+# Every token the lexer recognizes, plus near misses a person might type.
 VOCABULARY = (
     "input", "output", "conv", "convbn", "bnconv", "max_pooling", "avg_pooling", "dropout",
     "flatten", "global_avg_pooling", "global_max_pooling", "dense", "Empty", "[", "]", "(",

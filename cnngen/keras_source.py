@@ -1,7 +1,7 @@
 """Standalone Keras source for a resolved architecture, and its plot_model picture.
 
 :func:`emit_source` writes a Python file that imports only Keras and defines
-``build_model(input_shape, num_classes)``; it needs nothing from CNNGen, so a file can be
+``build_model(input_shape, num_classes)``. It needs nothing from CNNGen, so a file can be
 shared on its own. The text depends only on the resolved architecture, so the same seed gives
 the same bytes. Training loads the emitted file with :func:`load_build_model`, so what is
 trained is exactly the code that is stored.

@@ -8,9 +8,9 @@ valid for the input shape:
 - no spatial size ever falls below 1;
 - in a merge whose right side is ``Empty``, the left branch keeps the spatial size (and the
   channel count when the operator is ``add``), because it is joined with its own input;
-- in a merge with convolutions on the right, the left branch reduces the size at most once and
-  the first right convolution is chosen to reach the left branch's output size, the last one
-  its channel count when the operator is ``add``;
+- in a merge with convolutions on the right, the left branch reduces the size at most once.
+  The first right convolution is chosen to reach the left branch's output size, and under
+  ``add`` the last one reaches its channel count;
 - the last dense layer is the classifier: one unit per class and a softmax.
 
 One activation and one merge operator are drawn per architecture, as in the original CNNGen;
