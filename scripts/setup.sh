@@ -3,7 +3,8 @@
 # environment in .venv with the package installed in editable mode.
 #
 #   bash scripts/setup.sh          what `cnngen run` needs (TensorFlow for the CPU)
-#   bash scripts/setup.sh --dev    also the test tools and the ANTLR tool
+#   bash scripts/setup.sh --dev    also the test tools, the ANTLR tool and PyTorch (for the
+#                                  image and graph predictors)
 #
 # System packages are installed with apt-get when it is available and we are root (or sudo
 # works without a password); otherwise the script says which ones are missing.
@@ -12,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 extras="cpu"
 if [[ "${1:-}" == "--dev" ]]; then
-    extras="cpu,dev"
+    extras="cpu,dev,torch"
 fi
 
 # Graphviz draws the plot_model pictures. Java runs the ANTLR tool (only to regenerate the
