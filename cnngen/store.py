@@ -1,0 +1,475 @@
+"""The SQLite results store of a run: schema, resume, exports.
+
+One database file (``results.sqlite``) per run directory contains four tables:
+
+* ``run``: key/value metadata of the run, values as JSON (parameters, the measurement
+  disclosure, the data set split summary).
+* ``architectures``: one row per architecture (phrase, seed, data set, parameter count, FLOPs,
+  layer count, paths of the emitted code and picture).
+* ``trainings``: one row per trained architecture with its status (ok, failed, diverged),
+  metrics, energy reading and a copy of the run's measurement disclosure, so that every row
+  says how its energy was measured.
+* ``epochs``: per-epoch losses, accuracies, duration and energy.
+
+The database uses WAL journaling, and each finished training is written in one transaction,
+so a crash loses at most the training in progress and a rerun skips what is done. While a
+:class:`ResultsStore` is open for writing it holds an exclusive ``fcntl.flock`` on
+``results.sqlite.lock``: a second process (or a second writer in the same process) gets a
+:class:`~cnngen.errors.StoreError` at once instead of interleaving its rows. The lock file stays
+after closing, because deleting it would let two processes lock different files. Readers open
+the store with ``read_only=True``, take no lock and can read while a batch runs.
+
+The module leaves training to ``cnngen.training`` and analysis to the predictors and notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnngen.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "diverged")
+
+_ARCHITECTURE_COLUMNS = [
+    ("arch_id", "TEXT PRIMARY KEY"),
+    ("phrase", "TEXT NOT NULL"),
+    ("seed", "INTEGER"),
+    ("dataset", "TEXT"),
+    ("params", "INTEGER"),
+    ("flops", "INTEGER"),
+    ("num_layers", "INTEGER"),
+    ("code_path", "TEXT"),
+    ("image_path", "TEXT"),
+]
+_RESULT_COLUMNS = [
+    ("status", "TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'diverged'))"),
+    ("error", "TEXT"),
+    ("epochs", "INTEGER"),
+    ("epochs_run", "INTEGER"),
+    ("test_accuracy", "REAL"),
+    ("train_accuracy", "REAL"),
+    ("val_accuracy", "REAL"),
+    ("test_loss", "REAL"),
+    ("train_loss", "REAL"),
+    ("val_loss", "REAL"),
+    ("training_time_s", "REAL"),
+    ("started_at", "TEXT"),
+    ("finished_at", "TEXT"),
+]
+_ENERGY_COLUMNS = [
+    ("energy_kwh", "REAL"),
+    ("cpu_energy_kwh", "REAL"),
+    ("gpu_energy_kwh", "REAL"),
+    ("ram_energy_kwh", "REAL"),
+    ("emissions_kg", "REAL"),
+    ("emissions_rate_kg_per_s", "REAL"),
+    ("cpu_power_w", "REAL"),
+    ("gpu_power_w", "REAL"),
+    ("ram_power_w", "REAL"),
+]
+_DISCLOSURE_COLUMNS = [
+    ("energy_is_estimate", "INTEGER"),
+    ("cpu_energy_source", "TEXT"),
+    ("cpu_energy_is_estimate", "INTEGER"),
+    ("cpu_tdp_w", "REAL"),
+    ("gpu_energy_source", "TEXT"),
+    ("ram_energy_method", "TEXT"),
+    ("codecarbon_version", "TEXT"),
+    ("measure_power_secs", "REAL"),
+    ("tracking_mode", "TEXT"),
+    ("country_iso_code", "TEXT"),
+    ("carbon_intensity_g_per_kwh", "REAL"),
+    ("idle_power_w", "REAL"),
+    ("cpu_model", "TEXT"),
+    ("cpu_count", "INTEGER"),
+    ("gpu_model", "TEXT"),
+    ("gpu_count", "INTEGER"),
+]
+_TRAINING_COLUMNS = (
+    [("arch_id", "TEXT PRIMARY KEY REFERENCES architectures (arch_id)")]
+    + _RESULT_COLUMNS
+    + _ENERGY_COLUMNS
+    + [("energy_error", "TEXT")]
+    + _DISCLOSURE_COLUMNS
+)
+_EPOCH_COLUMNS = [
+    ("arch_id", "TEXT NOT NULL REFERENCES trainings (arch_id)"),
+    ("epoch", "INTEGER NOT NULL"),
+    ("train_loss", "REAL"),
+    ("train_accuracy", "REAL"),
+    ("val_loss", "REAL"),
+    ("val_accuracy", "REAL"),
+    ("duration_s", "REAL"),
+    ("energy_kwh", "REAL"),
+]
+_REAL_COLUMNS = [name for name, kind in _TRAINING_COLUMNS if kind == "REAL"]
+_BOOLEAN_COLUMNS = ("energy_is_estimate", "cpu_energy_is_estimate")
+_INTEGER_COLUMNS = (
+    "epochs", "epochs_run", "seed", "params", "flops", "num_layers", "cpu_count", "gpu_count"
+)  # fmt: skip
+
+# Column order of trainings_frame() and export_csv(): the columns most analyses need first,
+# then the energy parts, the disclosure and the error texts.
+CSV_COLUMNS = [
+    "arch_id", "phrase", "dataset", "epochs", "status", "test_accuracy", "train_accuracy",
+    "training_time_s", "params", "flops", "num_layers", "energy_kwh", "emissions_kg",
+    "emissions_rate_kg_per_s", "energy_is_estimate", "cpu_energy_source",
+    "seed", "epochs_run", "val_accuracy", "test_loss", "train_loss", "val_loss",
+    "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", "cpu_power_w", "gpu_power_w",
+    "ram_power_w", "cpu_energy_is_estimate", "cpu_tdp_w", "gpu_energy_source",
+    "ram_energy_method", "codecarbon_version", "measure_power_secs", "tracking_mode",
+    "country_iso_code", "carbon_intensity_g_per_kwh", "idle_power_w", "cpu_model", "cpu_count",
+    "gpu_model", "gpu_count", "energy_error", "error", "started_at", "finished_at",
+    "code_path", "image_path",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ArchitectureRecord:
+    """One architecture as the store keeps it; None where a value is not known."""
+
+    arch_id: str
+    phrase: str
+    seed: int | None = None
+    dataset: str | None = None
+    params: int | None = None
+    flops: int | None = None
+    num_layers: int | None = None
+    code_path: str | None = None
+    image_path: str | None = None
+
+
+class ResultsStore:
+    """The results database of one run directory.
+
+    Args:
+        path: The database file, normally ``<run directory>/results.sqlite``. Its folder
+            must exist.
+        read_only: Open without the writer lock and reject writes, for analysis while a
+            batch runs.
+
+    Raises:
+        StoreError: If the folder or (in read-only mode) the file is missing, the file is not
+            a CNNGen results store, or another writer holds the lock.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, read_only: bool = False):
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock_file = None
+        self._conn = None
+        if not self.path.parent.is_dir():
+            raise StoreError(
+                f"run directory {str(self.path.parent)!r} does not exist; create it before "
+                "opening the results store"
+            )
+        if read_only and not self.path.exists():
+            raise StoreError(f"results store {str(self.path)!r} not found")
+        if not read_only:
+            self._lock_file = _acquire_lock(self.path.with_name(self.path.name + ".lock"))
+        try:
+            self._conn = self._connect()
+            self._disclosure = self.run_metadata().get("disclosure")
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database and release the writer lock."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._release_lock()
+
+    def record_run_metadata(self, key: str, value: Any) -> None:
+        """Store one JSON-serialisable value of run metadata under key, replacing an older one."""
+        self._check_writable()
+        try:
+            text = json.dumps(value, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise StoreError(
+                f"run metadata {key!r} is not JSON-serialisable ({error}); convert it to plain "
+                "numbers, strings, lists and dicts"
+            ) from None
+        with self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO run (key, value) VALUES (?, ?)", (key, text))
+
+    def run_metadata(self) -> dict[str, Any]:
+        """Return the run metadata as a dictionary of decoded JSON values."""
+        rows = self._conn.execute("SELECT key, value FROM run").fetchall()
+        return {key: json.loads(value) for key, value in rows}
+
+    def record_disclosure(self, disclosure) -> None:
+        """Store the run's measurement disclosure, whose fields later trainings rows copy.
+
+        Args:
+            disclosure: A :class:`cnngen.energy.MeasurementDisclosure` or its ``to_dict()``.
+        """
+        fields = disclosure if isinstance(disclosure, dict) else disclosure.to_dict()
+        self.record_run_metadata("disclosure", fields)
+        self._disclosure = fields
+
+    @property
+    def disclosure(self) -> dict[str, Any] | None:
+        """The stored measurement disclosure, or None before :meth:`record_disclosure`."""
+        return self._disclosure
+
+    def add_architecture(self, record) -> None:
+        """Insert an architecture, or fill in values missing from its stored row.
+
+        Args:
+            record: An :class:`ArchitectureRecord`, or any object with ``arch_id`` and
+                ``phrase`` attributes and optionally the other fields of that class.
+
+        Raises:
+            StoreError: If arch_id or phrase is empty, or the id is stored with another phrase.
+        """
+        self._check_writable()
+        row = {name: getattr(record, name, None) for name, _ in _ARCHITECTURE_COLUMNS}
+        for name in ("arch_id", "phrase"):
+            if not isinstance(row[name], str) or not row[name].strip():
+                raise StoreError(f"invalid architecture {name} {row[name]!r}: expected text")
+        stored = self._conn.execute(
+            "SELECT phrase FROM architectures WHERE arch_id = ?", (row["arch_id"],)
+        ).fetchone()
+        if stored is not None and stored[0] != row["phrase"]:
+            raise StoreError(
+                f"architecture {row['arch_id']!r} is stored with phrase {stored[0]!r}, not "
+                f"{row['phrase']!r}; an id must name one architecture, so use a new id"
+            )
+        updates = ", ".join(
+            f"{name} = COALESCE(excluded.{name}, {name})" for name, _ in _ARCHITECTURE_COLUMNS[2:]
+        )
+        with self._conn:
+            self._conn.execute(
+                f"INSERT INTO architectures ({', '.join(row)}) VALUES ({_marks(row)}) "
+                f"ON CONFLICT (arch_id) DO UPDATE SET {updates}",
+                tuple(row.values()),
+            )
+
+    def record_training(self, result) -> None:
+        """Write a finished training and its epochs in one transaction, replacing older rows.
+
+        Args:
+            result: A :class:`cnngen.training.TrainingResult` whose architecture was added.
+
+        Raises:
+            StoreError: If the architecture is unknown or the status is not one of STATUSES.
+        """
+        self._check_writable()
+        row = _training_row(result, self._disclosure or {})
+        if row["status"] not in STATUSES:
+            raise StoreError(f"invalid training status {row['status']!r}: expected {STATUSES}")
+        known = self._conn.execute(
+            "SELECT 1 FROM architectures WHERE arch_id = ?", (row["arch_id"],)
+        ).fetchone()
+        if known is None:
+            raise StoreError(
+                f"architecture {row['arch_id']!r} is not in the store; call add_architecture first"
+            )
+        epochs = [_epoch_row(result.arch_id, epoch) for epoch in result.epoch_rows]
+        with self._conn:
+            self._conn.execute("DELETE FROM epochs WHERE arch_id = ?", (row["arch_id"],))
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO trainings ({', '.join(row)}) VALUES ({_marks(row)})",
+                tuple(row.values()),
+            )
+            if epochs:
+                self._conn.executemany(
+                    f"INSERT INTO epochs ({', '.join(epochs[0])}) VALUES ({_marks(epochs[0])})",
+                    [tuple(epoch.values()) for epoch in epochs],
+                )
+            self._conn.execute(
+                "UPDATE architectures SET num_layers = COALESCE(?, num_layers), "
+                "params = COALESCE(params, ?) WHERE arch_id = ?",
+                (result.num_layers, result.params, row["arch_id"]),
+            )
+
+    def finished_ids(self, statuses: tuple[str, ...] = STATUSES) -> set[str]:
+        """Return the ids of architectures with a stored training of one of the statuses."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._conn.execute(
+            f"SELECT arch_id FROM trainings WHERE status IN ({marks})", tuple(statuses)
+        )
+        return {arch_id for (arch_id,) in rows}
+
+    def trainings_frame(self):
+        """Return one row per training, joined with its architecture, in CSV_COLUMNS order."""
+        import pandas as pd
+
+        frame = pd.read_sql_query(
+            "SELECT * FROM trainings JOIN architectures USING (arch_id) "
+            "ORDER BY finished_at, arch_id",
+            self._conn,
+        )
+        # Nullable dtypes keep integers integral and booleans boolean next to missing values,
+        # and a REAL column with only NULLs still reads as float (NaN) rather than object.
+        for name in _REAL_COLUMNS:
+            frame[name] = frame[name].astype("float64")
+        for name in _BOOLEAN_COLUMNS:
+            frame[name] = frame[name].astype("boolean")
+        for name in _INTEGER_COLUMNS:
+            frame[name] = frame[name].astype("Int64")
+        return frame[CSV_COLUMNS]
+
+    def epochs_frame(self):
+        """Return the per-epoch rows of every training, ordered by architecture and epoch."""
+        import pandas as pd
+
+        return pd.read_sql_query("SELECT * FROM epochs ORDER BY arch_id, epoch", self._conn)
+
+    def export_csv(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`trainings_frame` as CSV with a header, replacing path atomically.
+
+        The CSV goes to a temporary file in the same folder, which is renamed over path only
+        when complete, so a reader never sees a half-written file.
+
+        Returns:
+            The path written.
+
+        Raises:
+            StoreError: If the file cannot be written.
+        """
+        target = Path(path)
+        frame = self.trainings_frame()
+        # A unique name opened with "x" gets the umask's permissions, unlike tempfile.mkstemp.
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(temporary, "x", newline="", encoding="utf-8") as stream:
+                frame.to_csv(stream, index=False)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, target)
+        except OSError as error:
+            raise StoreError(f"could not write {str(target)!r}: {error}") from error
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        logger.info("exported %d trainings to %s", len(frame), target)
+        return target
+
+    def integrity_check(self) -> list[str]:
+        """Run SQLite's integrity and foreign-key checks; return the problems, empty if none."""
+        problems = [row[0] for row in self._conn.execute("PRAGMA integrity_check")]
+        problems = [] if problems == ["ok"] else problems
+        for table, rowid, parent, _ in self._conn.execute("PRAGMA foreign_key_check"):
+            problems.append(f"row {rowid} of {table} refers to a missing row of {parent}")
+        return problems
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.read_only:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            else:
+                conn = sqlite3.connect(self.path)
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._check_schema(conn)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"could not open results store {str(self.path)!r}: {error}; check that the "
+                "path names a results.sqlite written by CNNGen"
+            ) from None
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if version == 0 and tables == 0 and not self.read_only:
+            _create_schema(conn)
+        elif version == 0:
+            raise StoreError(f"{str(self.path)!r} is an SQLite file but not a CNNGen results store")
+        elif version > SCHEMA_VERSION:
+            raise StoreError(
+                f"results store {str(self.path)!r} has schema version {version}, newer than "
+                f"{SCHEMA_VERSION}; open it with the CNNGen version that wrote it"
+            )
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"results store {str(self.path)!r} is open read-only; open it without "
+                "read_only=True to write"
+            )
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    tables = {
+        "run": [("key", "TEXT PRIMARY KEY"), ("value", "TEXT NOT NULL")],
+        "architectures": _ARCHITECTURE_COLUMNS,
+        "trainings": _TRAINING_COLUMNS,
+        "epochs": _EPOCH_COLUMNS + [("PRIMARY KEY", "(arch_id, epoch)")],
+    }
+    with conn:
+        for table, columns in tables.items():
+            body = ", ".join(f"{name} {kind}" for name, kind in columns)
+            conn.execute(f"CREATE TABLE {table} ({body})")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _acquire_lock(lock_path: Path):
+    """Open lock_path and take an exclusive flock on it, or raise StoreError."""
+    try:
+        import fcntl
+    except ImportError:
+        # NOTE: without fcntl (Windows) two processes can write the same run directory.
+        logger.warning("fcntl is unavailable: the results store is not locked against other runs")
+        return None
+    lock_file = open(lock_path, "a+")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.seek(0)
+        holder = lock_file.read().strip() or "unknown"
+        lock_file.close()
+        raise StoreError(
+            f"results store {str(lock_path.with_suffix(''))!r} is in use by another writer "
+            f"(process {holder}); wait for that run to finish, choose another run directory, "
+            "or open the store with read_only=True"
+        ) from None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(str(os.getpid()))
+    lock_file.flush()
+    return lock_file
+
+
+def _training_row(result, disclosure: dict[str, Any]) -> dict[str, Any]:
+    row = {"arch_id": result.arch_id}
+    row.update({name: getattr(result, name) for name, _ in _RESULT_COLUMNS})
+    energy = result.energy
+    row.update({name: getattr(energy, name, None) for name, _ in _ENERGY_COLUMNS})
+    row["energy_error"] = getattr(energy, "error", None)
+    row.update({name: disclosure.get(name) for name, _ in _DISCLOSURE_COLUMNS})
+    return row
+
+
+def _epoch_row(arch_id: str, epoch) -> dict[str, Any]:
+    row = {"arch_id": arch_id}
+    row.update({name: getattr(epoch, name) for name, _ in _EPOCH_COLUMNS[1:]})
+    return row
+
+
+def _marks(row: dict) -> str:
+    return ", ".join("?" for _ in row)
