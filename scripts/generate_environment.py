@@ -9,7 +9,7 @@ script produces.
 Usage:
     python scripts/generate_environment.py                   # rewrite environment.yml
     python scripts/generate_environment.py --check           # exit 1 if environment.yml is stale
-    python scripts/generate_environment.py --requirements --extras cpu,lab --optional-extras img
+    python scripts/generate_environment.py --requirements --extras cpu,lab --optional-extras torch
 """
 
 import argparse
@@ -22,9 +22,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT_PATH = REPO_ROOT / "pyproject.toml"
 ENVIRONMENT_PATH = REPO_ROOT / "environment.yml"
 
-# A conda environment for a CPU laptop or a JupyterLab session: TensorFlow for the CPU, the lab
-# and the test tools. CUDA machines use the container image or `pip install .[cuda]`.
-ENVIRONMENT_EXTRAS = ("cpu", "lab", "dev")
+# A conda environment for a CPU laptop or a JupyterLab session: TensorFlow for the CPU, the lab,
+# PyTorch for the image and graph predictors, and the test tools. CUDA machines use the container
+# image or `pip install .[cuda]`.
+ENVIRONMENT_EXTRAS = ("cpu", "lab", "torch", "dev")
 ENVIRONMENT_NAME = "cnngen"
 
 # conda-forge packages that pip cannot provide. pydot calls Graphviz's `dot` to draw
