@@ -211,7 +211,13 @@ class EnergyMeter:
         self.stop()
 
     def start(self) -> None:
-        """Start measuring. A CodeCarbon failure is recorded and logged, not raised."""
+        """Start measuring. A CodeCarbon failure is recorded and logged, not raised.
+
+        Raises:
+            MeasurementError: If this meter was already started; use one meter per interval.
+        """
+        if self._start_s is not None:
+            raise MeasurementError("this EnergyMeter was already started; create a new one")
         try:
             self._tracker = _create_tracker(self.settings)
             self._timers = (self._tracker._scheduler, self._tracker._scheduler_monitor_power)

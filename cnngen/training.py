@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import time
@@ -32,7 +33,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from cnngen.energy import EnergyMeter, EnergyReading, MeterSettings, collect_disclosure
-from cnngen.errors import ParameterError
+from cnngen.errors import ParameterError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +210,9 @@ def run_batch(
 
     Before the first training the store receives the configuration, the data set summary and,
     when it has none yet, the measurement disclosure with the idle power
-    (``config.idle_duration_s`` seconds of waiting).
+    (``config.idle_duration_s`` seconds of waiting). When the store already has a configuration
+    or data set summary, the current ones must match it, apart from ``verbose`` and
+    ``idle_duration_s``, so that a resumed run does not mix protocols.
 
     Args:
         items: Objects with ``arch_id`` and ``phrase`` and optionally ``seed``, ``params``,
@@ -224,6 +227,9 @@ def run_batch(
 
     Returns:
         The results of the items trained by this call, in order.
+
+    Raises:
+        TrainingError: If the store's configuration or data set summary differs from these.
     """
     from tqdm.auto import tqdm
 
@@ -254,13 +260,37 @@ def run_batch(
 
 
 def _record_run_setup(store, data, config: TrainingConfig) -> None:
-    store.record_run_metadata("training_config", dataclasses.asdict(config))
+    """Store the configuration and data summary, or check them against a resumed run's."""
+    _record_or_compare(store, "training_config", dataclasses.asdict(config), _RESUMABLE_FIELDS)
     if hasattr(data, "summary"):
-        store.record_run_metadata("dataset", data.summary())
+        _record_or_compare(store, "dataset", data.summary(), ())
     if store.disclosure is None:
         disclosure = collect_disclosure(config.meter_settings(), config.idle_duration_s)
         store.record_disclosure(disclosure)
         store.record_run_metadata("idle_power_w", disclosure.idle_power_w)
+
+
+# Configuration fields that change neither the trainings nor their measurement, so a resumed
+# run may use other values.
+_RESUMABLE_FIELDS = ("verbose", "idle_duration_s")
+
+
+def _record_or_compare(store, key: str, value: dict, ignored: tuple[str, ...]) -> None:
+    stored = store.run_metadata().get(key)
+    if stored is None:
+        store.record_run_metadata(key, value)
+        return
+    current = json.loads(json.dumps(value))
+    changed = [
+        f"{name} {stored.get(name)!r} stored, {current.get(name)!r} now"
+        for name in sorted(set(stored) | set(current))
+        if name not in ignored and stored.get(name) != current.get(name)
+    ]
+    if changed:
+        raise TrainingError(
+            f"the run directory's results were made with another {key} ({'; '.join(changed)}); "
+            "resume with the stored values or start a new run directory"
+        )
 
 
 def _with_dataset(item, data) -> SimpleNamespace:

@@ -119,6 +119,12 @@ def test_meter_epoch_energy_within_total(settings):
     assert meter.reading.duration_s >= 1.2
 
 
+def test_meter_started_twice(settings):
+    with EnergyMeter(settings) as meter:
+        with pytest.raises(MeasurementError, match="already started; create a new one"):
+            meter.start()
+
+
 def test_meter_epoch_without_start_returns_none(settings):
     meter = EnergyMeter(settings)
     meter.start_epoch()

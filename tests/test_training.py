@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from codecarbon import OfflineEmissionsTracker
 
-from cnngen.errors import MeasurementError, ParameterError
+from cnngen.errors import MeasurementError, ParameterError, TrainingError
 from cnngen.store import ResultsStore
 from cnngen.training import TrainingConfig, run_batch, train_architecture
 
@@ -338,3 +338,43 @@ def test_batch_nothing_to_do(digits, tmp_path):
 
     assert results == []
     assert metadata == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("config_changes", "summary", "message"),
+    [
+        ({"epochs": 2}, None, "another training_config \\(epochs 1 stored, 2 now\\)"),
+        ({"seed": 5}, None, "another training_config \\(seed 0 stored, 5 now\\)"),
+        ({}, {"dataset": "digits", "num_train": 1}, "another dataset \\(num_train"),
+    ],
+)
+def test_batch_resume_rejects_other_setup(digits, tmp_path, config_changes, summary, message):
+    changed_data = SimpleNamespace(**vars(digits))
+    if summary is not None:
+        changed_data.summary = lambda: summary
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        run_batch([item("a1")], digits, FAST, store, build_model_for=lambda _: build_small)
+        with pytest.raises(TrainingError, match=message):
+            run_batch(
+                [item("a2")],
+                changed_data,
+                dataclasses.replace(FAST, **config_changes),
+                store,
+                build_model_for=lambda _: build_small,
+            )
+
+
+@pytest.mark.slow
+def test_batch_resume_allows_other_verbosity(digits, tmp_path):
+    with ResultsStore(tmp_path / "results.sqlite") as store:
+        run_batch([item("a1")], digits, FAST, store, build_model_for=lambda _: build_small)
+        resumed = run_batch(
+            [item("a2")],
+            digits,
+            dataclasses.replace(FAST, verbose=2, idle_duration_s=3.0),
+            store,
+            build_model_for=lambda _: build_small,
+        )
+
+    assert [result.status for result in resumed] == ["ok"]
