@@ -1,0 +1,328 @@
+"""Plots and summary tables of a run's results, for notebooks 03 and 04.
+
+Every plot function draws on a new ``matplotlib.figure.Figure`` (rendered with Agg when saved,
+so no pyplot state or display is needed), returns it, and writes ``<figures_dir>/<name>.png``
+when a folder is given. Energy axis labels end in "estimated" unless the measurement
+disclosure in the results store records that a hardware counter such as RAPL measured the CPU
+energy.
+
+Reading the store is left to :class:`cnngen.store.ResultsStore`, and scores to
+:mod:`cnngen.evaluation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnngen.errors import CNNGenError
+
+logger = logging.getLogger(__name__)
+
+STATUS_ORDER = ("ok", "diverged", "failed")
+STATUS_COLOURS = {"ok": "tab:blue", "diverged": "tab:orange", "failed": "tab:red"}
+TARGET_LABELS = {
+    "test_accuracy": "test accuracy",
+    "energy_kwh": "energy per training",
+    "energy_kwh_per_epoch": "energy per epoch",
+}
+
+
+@dataclass
+class RunResults:
+    """The results of one run directory.
+
+    Attributes:
+        output_dir: The run directory.
+        trainings: ``ResultsStore.trainings_frame()``: one row per training.
+        epochs: ``ResultsStore.epochs_frame()``: one row per epoch, possibly empty.
+        disclosure: The measurement disclosure, or None if the run recorded none.
+    """
+
+    output_dir: Path
+    trainings: object
+    epochs: object
+    disclosure: dict | None
+
+
+def load_run(output_dir: str | os.PathLike) -> RunResults:
+    """Read the results store of a run directory, without locking it.
+
+    Raises:
+        CNNGenError: If the directory has no ``results.sqlite``. The message tells how to
+            produce one.
+    """
+    from cnngen.store import ResultsStore
+
+    output_dir = Path(output_dir)
+    db_path = output_dir / "results.sqlite"
+    if not db_path.is_file():
+        raise CNNGenError(
+            f"no results store at {str(db_path)!r}; run notebooks 01 and 02 with "
+            f"output_dir={str(output_dir)!r} first, or `cnngen run parameters/quickstart.yaml "
+            f"--output {output_dir}`"
+        )
+    with ResultsStore(db_path, read_only=True) as store:
+        return RunResults(
+            output_dir, store.trainings_frame(), store.epochs_frame(), store.disclosure
+        )
+
+
+def energy_label(disclosure: dict | None, quantity: str = "energy") -> str:
+    """Return an energy axis label in kWh that tells whether the energy is estimated.
+
+    Args:
+        disclosure: The store's measurement disclosure (its ``cpu_energy_source`` and
+            ``cpu_energy_is_estimate`` fields), or None.
+        quantity: What the energy is of, such as "energy per epoch".
+    """
+    if not disclosure or not disclosure.get("cpu_energy_source"):
+        return f"{quantity} (kWh, source unknown)"
+    if disclosure.get("cpu_energy_is_estimate") is False:
+        return f"{quantity} (kWh, measured)"
+    return f"{quantity} (kWh, estimated)"
+
+
+def energy_source_note(disclosure: dict | None) -> str:
+    """Return one line naming the CodeCarbon sources of the CPU, GPU and RAM energy."""
+    if not disclosure:
+        return "energy source: not recorded"
+    parts = [
+        f"CPU: {disclosure.get('cpu_energy_source', 'unknown')}",
+        f"GPU: {disclosure.get('gpu_energy_source', 'unknown')}",
+        f"RAM: {disclosure.get('ram_energy_method', 'unknown')}",
+    ]
+    return "CodeCarbon energy sources: " + "; ".join(parts)
+
+
+def summary_table(trainings):
+    """Summarise trainings per status, with an ``all`` row.
+
+    Returns:
+        A DataFrame indexed by status (ok, diverged, failed, all) with the number of
+        architectures, mean and maximum test accuracy, total and mean energy (kWh), and mean
+        training time (s). Statistics of a status without rows are NaN.
+    """
+    import pandas as pd
+
+    groups = [(status, trainings[trainings["status"] == status]) for status in STATUS_ORDER]
+    rows = {}
+    for status, group in [*groups, ("all", trainings)]:
+        accuracy = pd.to_numeric(group["test_accuracy"], errors="coerce").astype(float)
+        energy = pd.to_numeric(group["energy_kwh"], errors="coerce").astype(float)
+        duration = pd.to_numeric(group["training_time_s"], errors="coerce").astype(float)
+        rows[status] = {
+            "architectures": len(group),
+            "test_accuracy_mean": accuracy.mean(),
+            "test_accuracy_max": accuracy.max(),
+            "energy_kwh_total": energy.sum(min_count=1),
+            "energy_kwh_mean": energy.mean(),
+            "training_time_s_mean": duration.mean(),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "status"
+    return table
+
+
+def plot_status_counts(trainings, figures_dir=None):
+    """Draw the number of trainings per status (ok, diverged, failed) as bars."""
+    counts = [int((trainings["status"] == status).sum()) for status in STATUS_ORDER]
+    figure, axes = _new_figure()
+    bars = axes.bar(STATUS_ORDER, counts, color=[STATUS_COLOURS[s] for s in STATUS_ORDER])
+    axes.bar_label(bars)
+    axes.set(xlabel="training status", ylabel="architectures")
+    axes.set_title(f"Outcome of {len(trainings)} trainings")
+    return _finish(figure, figures_dir, "status_counts")
+
+
+def plot_accuracy_distribution(trainings, figures_dir=None):
+    """Draw a histogram of test accuracy, stacked by training status."""
+    data = _numeric(trainings, ["test_accuracy"])
+    figure, axes = _new_figure()
+    if _has_rows(axes, data, "no training has a test accuracy"):
+        _histogram(axes, data, "test_accuracy")
+    axes.set(xlabel="test accuracy", ylabel="architectures")
+    axes.set_title("Distribution of test accuracy")
+    return _finish(figure, figures_dir, "accuracy_distribution")
+
+
+def plot_energy_distribution(trainings, disclosure=None, figures_dir=None):
+    """Draw a histogram of the energy of each training, stacked by training status."""
+    data = _numeric(trainings, ["energy_kwh"])
+    figure, axes = _new_figure()
+    if _has_rows(axes, data, "no training has an energy reading"):
+        _histogram(axes, data, "energy_kwh")
+    axes.set(xlabel=energy_label(disclosure, "energy per training"), ylabel="architectures")
+    axes.set_title("Distribution of training energy")
+    return _finish(figure, figures_dir, "energy_distribution", energy_source_note(disclosure))
+
+
+def plot_accuracy_vs_energy(trainings, disclosure=None, figures_dir=None):
+    """Draw test accuracy against training energy, one point per architecture."""
+    data = _numeric(trainings, ["energy_kwh", "test_accuracy"])
+    figure, axes = _new_figure()
+    if _has_rows(axes, data, "no training has both an accuracy and an energy reading"):
+        _scatter(axes, data, "energy_kwh", "test_accuracy")
+    axes.set(xlabel=energy_label(disclosure, "energy per training"), ylabel="test accuracy")
+    axes.set_title("Test accuracy against training energy")
+    return _finish(figure, figures_dir, "accuracy_vs_energy", energy_source_note(disclosure))
+
+
+def plot_energy_vs_flops(trainings, disclosure=None, figures_dir=None):
+    """Draw training energy against FLOPs per image, on logarithmic axes when possible."""
+    data = _numeric(trainings, ["flops", "energy_kwh"])
+    figure, axes = _new_figure()
+    if _has_rows(axes, data, "no training has an energy reading"):
+        _scatter(axes, data, "flops", "energy_kwh")
+        _log_axes(axes, data, "flops", "energy_kwh")
+    axes.set(
+        xlabel="FLOPs of one forward pass on one image",
+        ylabel=energy_label(disclosure, "energy per training"),
+    )
+    axes.set_title("Training energy against FLOPs")
+    return _finish(figure, figures_dir, "energy_vs_flops", energy_source_note(disclosure))
+
+
+def plot_energy_per_epoch(epochs, disclosure=None, figures_dir=None):
+    """Draw the energy of each epoch number over all architectures, as box plots.
+
+    The first epoch of a training includes TensorFlow's graph tracing, so it usually costs
+    more than the next ones.
+    """
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+
+    data = _numeric(epochs, ["epoch", "energy_kwh"])
+    data["epoch"] = data["epoch"].astype(int)
+    figure, axes = _new_figure()
+    if _has_rows(axes, data, "no per-epoch energy readings"):
+        # native_scale keeps the epoch numbers numeric instead of turning them into categories.
+        sns.boxplot(
+            data=data, x="epoch", y="energy_kwh", native_scale=True, ax=axes, color="tab:blue"
+        )
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(xlabel="epoch", ylabel=energy_label(disclosure, "energy per epoch"))
+    axes.set_title("Energy per epoch (epoch 1 includes graph tracing)")
+    return _finish(figure, figures_dir, "energy_per_epoch", energy_source_note(disclosure))
+
+
+def plot_accuracy_vs_cumulative_energy(epochs, disclosure=None, figures_dir=None):
+    """Draw each architecture's validation accuracy against its energy spent so far."""
+    import seaborn as sns
+
+    data = _numeric(epochs, ["epoch", "energy_kwh", "val_accuracy"])
+    data = data.sort_values(["arch_id", "epoch"])
+    data["cumulative_energy_kwh"] = data.groupby("arch_id")["energy_kwh"].cumsum()
+    figure, axes = _new_figure()
+    if _has_rows(axes, data, "no per-epoch energy readings"):
+        sns.lineplot(
+            data=data, x="cumulative_energy_kwh", y="val_accuracy", units="arch_id",
+            estimator=None, marker="o", alpha=0.6, ax=axes,
+        )  # fmt: skip
+    axes.set(xlabel=energy_label(disclosure, "cumulative energy"), ylabel="validation accuracy")
+    axes.set_title("Validation accuracy against energy spent, one line per architecture")
+    return _finish(
+        figure, figures_dir, "accuracy_vs_cumulative_energy", energy_source_note(disclosure)
+    )
+
+
+def plot_predicted_vs_measured(predictions, target: str, disclosure=None, figures_dir=None):
+    """Draw predicted against measured values of held-out architectures, with the diagonal.
+
+    Args:
+        predictions: ``Evaluation.predictions``: columns predictor, target, measured,
+            predicted (all repetitions are drawn).
+        target: The target to draw, such as ``test_accuracy`` or ``energy_kwh``.
+        disclosure: The measurement disclosure, for energy axis labels.
+        figures_dir: Folder of the PNG ``predicted_vs_measured_<target>.png``, or None.
+    """
+    import seaborn as sns
+
+    data = predictions[predictions["target"] == target]
+    label = TARGET_LABELS.get(target, target)
+    if target.startswith("energy"):
+        label = energy_label(disclosure, label)
+    figure, axes = _new_figure()
+    if _has_rows(axes, data, f"no predictions of {target}"):
+        sns.scatterplot(data=data, x="measured", y="predicted", hue="predictor", alpha=0.7, ax=axes)
+        low = min(data["measured"].min(), data["predicted"].min())
+        high = max(data["measured"].max(), data["predicted"].max())
+        axes.plot(
+            [low, high], [low, high], color="grey", linestyle="--", label="prediction = measured"
+        )
+        axes.legend()
+    axes.set(xlabel=f"measured {label}", ylabel=f"predicted {label}")
+    axes.set_title(f"Held-out predictions of {TARGET_LABELS.get(target, target)}")
+    note = energy_source_note(disclosure) if target.startswith("energy") else None
+    return _finish(figure, figures_dir, f"predicted_vs_measured_{target}", note)
+
+
+def _new_figure():
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def _finish(figure, figures_dir, name: str, footnote: str | None = None):
+    """Add the footnote under the axes, and save the figure when figures_dir is given."""
+    if footnote:
+        text = textwrap.fill(footnote, width=90)
+        figure.supxlabel(text, fontsize="small", color="dimgrey")
+    if figures_dir is not None:
+        path = Path(figures_dir) / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+        logger.info("wrote %s", path)
+    return figure
+
+
+def _numeric(frame, columns: list[str]):
+    """Return the rows of frame where every column is a finite number, those columns as floats."""
+    import numpy as np
+    import pandas as pd
+
+    data = frame.copy()
+    for column in columns:
+        data[column] = pd.to_numeric(data[column], errors="coerce").astype(float)
+    finite = np.isfinite(data[columns].to_numpy()).all(axis=1)
+    return data[finite]
+
+
+def _has_rows(axes, data, message: str) -> bool:
+    if len(data):
+        return True
+    axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)
+    return False
+
+
+def _histogram(axes, data, column: str) -> None:
+    import seaborn as sns
+
+    sns.histplot(
+        data=data, x=column, hue="status", hue_order=_present(data), palette=STATUS_COLOURS,
+        multiple="stack", ax=axes,
+    )  # fmt: skip
+
+
+def _scatter(axes, data, x: str, y: str) -> None:
+    import seaborn as sns
+
+    sns.scatterplot(
+        data=data, x=x, y=y, hue="status", hue_order=_present(data), palette=STATUS_COLOURS,
+        ax=axes,
+    )  # fmt: skip
+
+
+def _present(data) -> list[str]:
+    return [status for status in STATUS_ORDER if (data["status"] == status).any()]
+
+
+def _log_axes(axes, data, x: str, y: str) -> None:
+    if (data[x] > 0).all():
+        axes.set_xscale("log")
+    if (data[y] > 0).all():
+        axes.set_yscale("log")
