@@ -278,6 +278,12 @@ def evaluate_frame(
     _check_enough(rows, counts, statuses)
     if features is None:
         features = stored_features(rows, progress=len(rows) > 200)
+    missing = sorted(set(rows["arch_id"]) - set(features.index))
+    if missing:
+        raise CNNGenError(
+            f"the features table lacks {len(missing)} evaluated architectures, such as "
+            f"{missing[0]!r}; compute it with cnngen.features.stored_features on the same rows"
+        )
     # Predictors receive the features and the columns that identify each network, so that a
     # predictor reading phrases instead of features gets what it needs from the same table.
     features = pd.concat(

@@ -390,3 +390,18 @@ def test_real_run_evaluation(trained_run):
         assert tau is None or -1.0 <= tau <= 1.0
     measured = evaluation.predictions["measured"]
     assert (measured[evaluation.predictions["target"] != "test_accuracy"] > 0).all()
+
+
+def test_precomputed_features_used(store_path):
+    frame = read_results(store_path)
+    features = stored_features(frame[frame["status"] == "ok"])
+    evaluation = evaluate_frame(frame, features=features, repetitions=2, seed=1)
+    expected = run_evaluation(store_path, repetitions=2, seed=1)
+    pd.testing.assert_frame_equal(evaluation.per_repetition, expected.per_repetition)
+
+
+def test_precomputed_features_missing_rows(store_path):
+    frame = read_results(store_path)
+    features = stored_features(frame[frame["status"] == "ok"]).iloc[1:]
+    with pytest.raises(CNNGenError, match="features table lacks 1 evaluated architectures"):
+        evaluate_frame(frame, features=features)
