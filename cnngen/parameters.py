@@ -3,7 +3,7 @@
 This module owns the table :data:`PARAMETERS` (name, type, range, default and meaning of every
 parameter that a notebook of the pipeline declares), :func:`load_parameters` and
 :func:`validate_parameters`, which turn a YAML file, a dictionary or papermill values into one
-checked dictionary, and the mapping of parameters onto :class:`cnngen.training.TrainingConfig`
+checked dictionary, and the mapping of parameters onto :class:`cnngen.training_config.TrainingConfig`
 and :func:`cnngen.datasets.load_dataset`. It leaves generating, training and executing
 notebooks to :mod:`cnngen.generation`, :mod:`cnngen.training` and :mod:`cnngen.pipeline`.
 
@@ -116,6 +116,12 @@ PARAMETERS: dict[str, Parameter] = {
                   minimum=0, maximum=100_000),
         Parameter("deterministic", "bool", False,
                   "enable TensorFlow op determinism (slower, reproducible)"),
+        Parameter("mixed_precision", "bool", False,
+                  "train under Keras's mixed_float16 policy (faster on GPUs with tensor cores, "
+                  "slower on CPUs)"),
+        Parameter("inference_batches", "int", 30,
+                  "minimum number of timed inference batches after each training; 0 skips "
+                  "the inference measurement", minimum=0, maximum=1_000_000),
         Parameter("country_iso_code", "str", "BEL",
                   "ISO 3166-1 alpha-3 code of the electricity mix used for emissions"),
         Parameter("measure_power_secs", "float", 1.0, "CodeCarbon power sampling interval, s",
@@ -258,13 +264,13 @@ def changed_fixed_parameters(previous: Mapping[str, Any], current: Mapping[str, 
 
 
 def training_config(params: Mapping[str, Any]):
-    """Return the :class:`cnngen.training.TrainingConfig` of validated parameters."""
-    from cnngen.training import TrainingConfig
+    """Return the :class:`cnngen.training_config.TrainingConfig` of validated parameters."""
+    from cnngen.training_config import TrainingConfig
 
     names = (
         "epochs", "batch_size", "learning_rate", "seed", "country_iso_code",
         "measure_power_secs", "tracking_mode", "idle_duration_s", "early_stopping",
-        "patience", "deterministic",
+        "patience", "deterministic", "mixed_precision", "inference_batches",
     )  # fmt: skip
     return TrainingConfig(**{name: params[name] for name in names})
 

@@ -199,7 +199,7 @@ def test_paper_files_follow_the_paper_protocol():
     [
         ({}, []),
         ({"num_architectures": 40}, []),
-        ({"retry_failed": True, "output_dir": "elsewhere"}, []),
+        ({"retry_failed": True, "output_dir": "elsewhere", "data_dir": "/data"}, []),
         ({"epochs": 9}, ["epochs"]),
         ({"seed": 1, "dataset": "cifar10"}, ["dataset", "seed"]),
     ],
@@ -213,6 +213,8 @@ def test_training_config_and_dataset_options():
     params = validate_parameters({"epochs": 3, "max_train": 100, "country_iso_code": "FRA"})
     config = training_config(params)
     assert config.epochs == 3
+    assert config.inference_batches == params["inference_batches"]
+    assert config.mixed_precision is False
     assert config.country_iso_code == "FRA"
     assert config.seed == params["seed"]
     options = dataset_options(params)
