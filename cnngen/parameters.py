@@ -1,11 +1,12 @@
 """The declared parameters of a run, their validation, and the YAML files that hold them.
 
-This module owns the table :data:`PARAMETERS` (name, type, range, default and meaning of every
-parameter that a notebook of the pipeline declares), :func:`load_parameters` and
-:func:`validate_parameters`, which turn a YAML file, a dictionary or papermill values into one
-checked dictionary, and the mapping of parameters onto :class:`cnngen.training_config.TrainingConfig`
-and :func:`cnngen.datasets.load_dataset`. It leaves generating, training and executing
-notebooks to :mod:`cnngen.generation`, :mod:`cnngen.training` and :mod:`cnngen.pipeline`.
+This module owns the table :data:`PARAMETERS`: the name, type, range, default and meaning of
+every parameter that a notebook of the pipeline declares. :func:`load_parameters` and
+:func:`validate_parameters` turn a YAML file, a dictionary or papermill values into one
+checked dictionary, which :func:`training_config` and :func:`dataset_options` map onto
+:class:`cnngen.training_config.TrainingConfig` and :func:`cnngen.datasets.load_dataset`. The
+module leaves generating, training and executing notebooks to :mod:`cnngen.generation`,
+:mod:`cnngen.training` and :mod:`cnngen.pipeline`.
 
 Conversions are explicit and are the only ones made, so a typo fails before anything trains:
 
