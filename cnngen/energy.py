@@ -1,18 +1,18 @@
-"""Energy measurement of trainings with CodeCarbon, and the disclosure of how it was measured.
+"""Energy measurement of trainings with CodeCarbon.
 
 This module owns the CodeCarbon set-up (an offline tracker with an explicit country, a short
-sampling interval and no output files unless requested), the per-training :class:`EnergyMeter`
-with its per-epoch readings, the idle power of the machine, and the
-:class:`MeasurementDisclosure` that records which sensors or estimates CodeCarbon really used.
-It leaves to ``cnngen.training`` when a measurement starts and stops, and to ``cnngen.store``
-how readings are saved.
+sampling interval, the GPUs to measure and no output files unless requested) and the
+:class:`EnergyMeter` that measures one interval with its per-epoch readings. It leaves the
+record of which sensors a run used, and the idle power, to ``cnngen.disclosure``, when a
+measurement starts and stops to ``cnngen.training``, and how readings are saved to
+``cnngen.store``.
 
 Tracking mode: the default is ``"machine"``. RAPL counters and NVML read the whole CPU package
 and the whole GPU whatever the mode. In ``"machine"`` mode the CPU, GPU and RAM parts of a
 reading therefore describe the same thing, and the machine-wide idle power measured by
-:func:`collect_disclosure` can be subtracted from them. ``"process"`` scales the CPU and RAM
-estimates by this process's CPU time and resident memory, which suits a shared machine where no
-counters exist.
+:func:`cnngen.disclosure.collect_disclosure` can be subtracted from them. ``"process"`` scales
+the CPU and RAM estimates by this process's CPU time and resident memory, which suits a shared
+machine where no counters exist.
 
 CodeCarbon 3.3.2 behaviour this module relies on (read from its source):
 
@@ -30,14 +30,11 @@ CodeCarbon 3.3.2 behaviour this module relies on (read from its source):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import platform
 import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from cnngen.errors import MeasurementError
 
@@ -45,18 +42,6 @@ logger = logging.getLogger(__name__)
 
 TRACKING_MODES = ("machine", "process")
 _COUNTRY_CODE_PATTERN = re.compile(r"[A-Z]{3}")
-_JOULES_PER_KWH = 3.6e6
-
-# CPU modes of codecarbon.external.hardware.CPU in CodeCarbon 3.3.2, with the label stored in
-# results and whether the energy is an estimate rather than a counter reading.
-_CPU_SOURCES = {
-    "intel_rapl": ("RAPL", False),
-    "windows_emi": ("Windows Energy Meter Interface (RAPL)", False),
-    "intel_power_gadget": ("Intel Power Gadget", False),
-    "apple_powermetrics": ("powermetrics", False),
-    "cpu_load": ("TDP estimate (load-scaled)", True),
-    "constant": ("constant fallback (half of TDP)", True),
-}
 
 
 @dataclass(frozen=True)
@@ -69,12 +54,15 @@ class MeterSettings:
         measure_power_secs: Interval between CodeCarbon's power measurements, in seconds.
         tracking_mode: "machine" (default) or "process"; see the module docstring.
         output_dir: Folder for CodeCarbon's own emissions.csv, or None to write no file.
+        gpu_ids: NVML indices of the GPUs to measure, or None to let CodeCarbon choose: the
+            GPUs named by ``CUDA_VISIBLE_DEVICES`` when it is set, else every GPU.
     """
 
     country_iso_code: str
     measure_power_secs: float = 1.0
     tracking_mode: str = "machine"
     output_dir: str | None = None
+    gpu_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         validate_country_iso_code(self.country_iso_code)
@@ -88,6 +76,14 @@ class MeterSettings:
         if self.tracking_mode not in TRACKING_MODES:
             raise MeasurementError(
                 f"invalid tracking_mode {self.tracking_mode!r}: expected one of {TRACKING_MODES}"
+            )
+        if self.gpu_ids is not None and not (
+            isinstance(self.gpu_ids, tuple)
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in self.gpu_ids)
+        ):
+            raise MeasurementError(
+                f"invalid gpu_ids {self.gpu_ids!r}: expected None or a tuple of NVML indices "
+                "(integers >= 0), for example (0,)"
             )
 
 
@@ -111,48 +107,6 @@ class EnergyReading:
     gpu_power_w: float | None = None
     ram_power_w: float | None = None
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class MeasurementDisclosure:
-    """Record of how the energy of a run was measured, collected once per run.
-
-    The sources are read from the hardware objects of a started CodeCarbon tracker.
-    ``energy_is_estimate`` is True when any part of the total (CPU, GPU or RAM) comes from a
-    model rather than a hardware counter. On x86 it is nearly always True, because CodeCarbon
-    estimates RAM power from the memory size, so ``cpu_energy_is_estimate`` is the flag that
-    separates RAPL machines from TDP estimates. ``idle_power_w`` is the machine's power with
-    this process asleep; it is stored, never subtracted from readings.
-    """
-
-    codecarbon_version: str | None
-    tracking_mode: str
-    measure_power_secs: float
-    country_iso_code: str
-    carbon_intensity_g_per_kwh: float | None
-    cpu_energy_source: str
-    cpu_tdp_w: float | None
-    cpu_energy_is_estimate: bool | None
-    gpu_energy_source: str
-    ram_energy_method: str
-    energy_is_estimate: bool | None
-    cpu_model: str | None
-    cpu_count: int | None
-    gpu_model: str | None
-    gpu_count: int | None
-    ram_total_gb: float | None
-    idle_power_w: float | None
-    idle_duration_s: float
-    python_version: str
-    tensorflow_version: str | None
-    keras_version: str | None
-    cuda_version: str | None
-    cudnn_version: str | None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the fields as a JSON-ready dictionary."""
-        return dataclasses.asdict(self)
 
 
 def validate_country_iso_code(code: object) -> str:
@@ -191,7 +145,7 @@ class EnergyMeter:
     text, the tracker's threads are cancelled, and no exception reaches the caller.
 
     Args:
-        settings: Country, sampling interval, tracking mode and output folder.
+        settings: Country, sampling interval, tracking mode, GPUs and output folder.
     """
 
     def __init__(self, settings: MeterSettings):
@@ -209,6 +163,11 @@ class EnergyMeter:
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         self.stop()
+
+    @property
+    def tracker(self):
+        """The running CodeCarbon tracker, or None before the start, after the stop or a failure."""
+        return self._tracker
 
     def start(self) -> None:
         """Start measuring. A CodeCarbon failure is recorded and logged, not raised.
@@ -295,183 +254,17 @@ class EnergyMeter:
         self._tracker = None
 
 
-def measure_idle_power(settings: MeterSettings, duration_s: float = 5.0) -> float | None:
-    """Measure the machine's power while this process sleeps.
-
-    Args:
-        settings: The run's CodeCarbon settings.
-        duration_s: How long to measure, in seconds.
-
-    Returns:
-        The mean power in watts, or None when CodeCarbon failed (the failure is logged).
-
-    Raises:
-        MeasurementError: If duration_s is not positive.
-    """
-    reading, _ = _measure_idle(settings, duration_s)
-    return _idle_power_w(reading)
-
-
-def collect_disclosure(
-    settings: MeterSettings, idle_duration_s: float = 5.0
-) -> MeasurementDisclosure:
-    """Measure idle power and record which sensors, versions and hardware a run uses.
-
-    Args:
-        settings: The run's CodeCarbon settings.
-        idle_duration_s: Length of the idle measurement, in seconds.
-
-    Returns:
-        The disclosure. When CodeCarbon fails, the sources read "unavailable", the measured
-        values are None and ``error`` contains the failure.
-
-    Raises:
-        MeasurementError: If idle_duration_s is not positive.
-    """
-    reading, hardware = _measure_idle(settings, idle_duration_s)
-    carbon_intensity = None
-    if reading.energy_kwh and reading.emissions_kg is not None:
-        carbon_intensity = reading.emissions_kg * 1000.0 / reading.energy_kwh
-    return MeasurementDisclosure(
-        codecarbon_version=_codecarbon_version(),
-        tracking_mode=settings.tracking_mode,
-        measure_power_secs=settings.measure_power_secs,
-        country_iso_code=settings.country_iso_code,
-        carbon_intensity_g_per_kwh=carbon_intensity,
-        idle_power_w=_idle_power_w(reading),
-        idle_duration_s=idle_duration_s,
-        python_version=platform.python_version(),
-        error=reading.error,
-        **hardware,
-        **_framework_versions(),
-    )
-
-
-def _measure_idle(settings: MeterSettings, duration_s: float) -> tuple[EnergyReading, dict]:
-    if isinstance(duration_s, bool) or not (isinstance(duration_s, int | float) and duration_s > 0):
-        raise MeasurementError(
-            f"invalid idle duration {duration_s!r}: expected a positive number of seconds"
-        )
-    meter = EnergyMeter(settings)
-    with meter:
-        hardware = _describe_hardware(meter._tracker)
-        time.sleep(duration_s)
-    return meter.reading, hardware
-
-
-def _idle_power_w(reading: EnergyReading) -> float | None:
-    if reading.energy_kwh is None or reading.duration_s <= 0:
-        return None
-    return reading.energy_kwh * _JOULES_PER_KWH / reading.duration_s
-
-
-def _describe_hardware(tracker) -> dict[str, Any]:
-    """Read the energy sources from a started tracker's hardware objects."""
-    unknown = {
-        "cpu_energy_source": "unavailable",
-        "cpu_tdp_w": None,
-        "cpu_energy_is_estimate": None,
-        "gpu_energy_source": "unavailable",
-        "ram_energy_method": "unavailable",
-        "energy_is_estimate": None,
-        "cpu_model": None,
-        "cpu_count": None,
-        "gpu_model": None,
-        "gpu_count": None,
-        "ram_total_gb": None,
-    }
-    if tracker is None:
-        return unknown
-    try:
-        return _read_hardware(tracker)
-    except Exception as error:
-        # The hardware objects are CodeCarbon internals, which a new version may change.
-        logger.warning("could not read CodeCarbon's hardware objects: %s", error)
-        return unknown
-
-
-def _read_hardware(tracker) -> dict[str, Any]:
-    parts = [_describe_part(part) for part in tracker._hardware]
-    found = {kind: (label, estimate, tdp) for kind, label, estimate, tdp in parts}
-    cpu_label, cpu_estimate, cpu_tdp = found.get("cpu", ("none", None, None))
-    gpu_label, gpu_estimate, _ = found.get("gpu", ("none", False, None))
-    ram_label, ram_estimate, _ = found.get("ram", ("none", None, None))
-    detected = tracker.get_detected_hardware()
-    return {
-        "cpu_energy_source": cpu_label,
-        "cpu_tdp_w": cpu_tdp,
-        "cpu_energy_is_estimate": cpu_estimate,
-        "gpu_energy_source": gpu_label,
-        "ram_energy_method": ram_label,
-        "energy_is_estimate": bool(cpu_estimate or gpu_estimate or ram_estimate),
-        "cpu_model": detected.get("cpu_model"),
-        "cpu_count": detected.get("cpu_count"),
-        "gpu_model": detected.get("gpu_model") or None,
-        "gpu_count": detected.get("gpu_count"),
-        "ram_total_gb": detected.get("ram_total_size"),
-    }
-
-
-def _describe_part(part) -> tuple[str, str, bool, float | None]:
-    """Return (kind, source label, is estimate, TDP in W) of one CodeCarbon hardware object."""
-    name = type(part).__name__
-    if name == "CPU":
-        label, estimate = _CPU_SOURCES.get(part._mode, (f"CodeCarbon mode {part._mode}", True))
-        if part._mode in ("cpu_load", "constant") and part._is_generic_tdp:
-            label += ", generic TDP"
-        tdp = float(part._tdp) if estimate and part._tdp is not None else None
-        return "cpu", label, estimate, tdp
-    if name == "GPU":
-        from codecarbon.core import gpu
-
-        return "gpu", "NVML" if gpu.is_nvidia_system() else "AMD SMI", False, None
-    if name == "RAM":
-        if part._force_ram_power is not None:
-            return "ram", f"user-set constant ({part._force_ram_power} W)", True, None
-        return "ram", f"estimate from {part._tracking_mode} memory size", True, None
-    if name == "Raspberry":
-        kind = "ram" if part.chip_part == "RAM" else "cpu"
-        return kind, "Raspberry Pi PMIC", False, None
-    if name == "AppleSiliconChip":
-        kind = "gpu" if part.chip_part == "GPU" else "cpu"
-        return kind, "powermetrics", False, None
-    return name.lower(), f"unknown CodeCarbon hardware {name}", True, None
-
-
-def _framework_versions() -> dict[str, str | None]:
-    versions = dict.fromkeys(
-        ("tensorflow_version", "keras_version", "cuda_version", "cudnn_version")
-    )
-    try:
-        import keras
-        import tensorflow as tf
-    except ImportError:
-        return versions
-    build = tf.sysconfig.get_build_info()
-    versions["tensorflow_version"] = tf.__version__
-    versions["keras_version"] = keras.__version__
-    versions["cuda_version"] = build.get("cuda_version")
-    versions["cudnn_version"] = build.get("cudnn_version")
-    return versions
-
-
-def _codecarbon_version() -> str | None:
-    try:
-        from codecarbon import __version__
-    except ImportError:
-        return None
-    return __version__
-
-
 def _create_tracker(settings: MeterSettings):
     from codecarbon import OfflineEmissionsTracker
     from codecarbon.output_methods.base_output import OutputMethod
 
     # CodeCarbon logs at INFO level before it applies log_level, so set the level first.
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
-    output = {"output_methods": []}
+    options = {"output_methods": []}
     if settings.output_dir is not None:
-        output = {"output_methods": [OutputMethod.CSV], "output_dir": settings.output_dir}
+        options = {"output_methods": [OutputMethod.CSV], "output_dir": settings.output_dir}
+    if settings.gpu_ids is not None:
+        options["gpu_ids"] = list(settings.gpu_ids)
     tracker = OfflineEmissionsTracker.__new__(OfflineEmissionsTracker)
     _undecorated(OfflineEmissionsTracker.__init__)(
         tracker,
@@ -480,7 +273,7 @@ def _create_tracker(settings: MeterSettings):
         tracking_mode=settings.tracking_mode,
         log_level="error",
         allow_multiple_runs=True,
-        **output,
+        **options,
     )
     return tracker
 

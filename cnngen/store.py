@@ -7,9 +7,11 @@ One database file (``results.sqlite``) per run directory contains four tables:
 * ``architectures``: one row per architecture (phrase, seed, data set, parameter count, FLOPs,
   layer count, paths of the emitted code and picture).
 * ``trainings``: one row per trained architecture with its status (ok, failed, diverged),
-  metrics, energy reading and a copy of the run's measurement disclosure, so that every row
-  says how its energy was measured.
+  metrics, energy reading, inference cost and a copy of the run's measurement disclosure, so
+  that every row records how its energy was measured.
 * ``epochs``: per-epoch losses, accuracies, duration and energy.
+
+The columns and the schema upgrades are defined in ``cnngen.store_schema``.
 
 The database uses WAL journaling, and each finished training is written in one transaction,
 so a crash loses at most the training in progress and a rerun skips what is done. While a
@@ -19,7 +21,8 @@ so a crash loses at most the training in progress and a rerun skips what is done
 after closing, because deleting it would let two processes lock different files. Readers open
 the store with ``read_only=True``, take no lock and can read while a batch runs.
 
-The module leaves training to ``cnngen.training`` and analysis to the predictors and notebooks.
+The module leaves training to ``cnngen.training``, joining the stores of several shards to
+``cnngen.merge``, and analysis to the predictors and notebooks.
 """
 
 from __future__ import annotations
@@ -28,110 +31,31 @@ import json
 import logging
 import os
 import sqlite3
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cnngen.errors import StoreError
+from cnngen.store_files import acquire_lock, write_csv_atomically
+from cnngen.store_schema import (  # noqa: F401 (EVALUATED_STATUSES is re-exported)
+    ARCHITECTURE_COLUMNS,
+    BOOLEAN_COLUMNS,
+    CSV_COLUMNS,
+    EVALUATED_STATUSES,
+    INTEGER_COLUMNS,
+    REAL_COLUMNS,
+    SCHEMA_VERSION,
+    STATUSES,
+    TABLES,
+    create_schema,
+    epoch_row,
+    select_trainings,
+    table_columns,
+    training_row,
+    upgrade_schema,
+)
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "diverged")
-
-_ARCHITECTURE_COLUMNS = [
-    ("arch_id", "TEXT PRIMARY KEY"),
-    ("phrase", "TEXT NOT NULL"),
-    ("seed", "INTEGER"),
-    ("dataset", "TEXT"),
-    ("params", "INTEGER"),
-    ("flops", "INTEGER"),
-    ("num_layers", "INTEGER"),
-    ("code_path", "TEXT"),
-    ("image_path", "TEXT"),
-]
-_RESULT_COLUMNS = [
-    ("status", "TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'diverged'))"),
-    ("error", "TEXT"),
-    ("epochs", "INTEGER"),
-    ("epochs_run", "INTEGER"),
-    ("test_accuracy", "REAL"),
-    ("train_accuracy", "REAL"),
-    ("val_accuracy", "REAL"),
-    ("test_loss", "REAL"),
-    ("train_loss", "REAL"),
-    ("val_loss", "REAL"),
-    ("training_time_s", "REAL"),
-    ("started_at", "TEXT"),
-    ("finished_at", "TEXT"),
-]
-_ENERGY_COLUMNS = [
-    ("energy_kwh", "REAL"),
-    ("cpu_energy_kwh", "REAL"),
-    ("gpu_energy_kwh", "REAL"),
-    ("ram_energy_kwh", "REAL"),
-    ("emissions_kg", "REAL"),
-    ("emissions_rate_kg_per_s", "REAL"),
-    ("cpu_power_w", "REAL"),
-    ("gpu_power_w", "REAL"),
-    ("ram_power_w", "REAL"),
-]
-_DISCLOSURE_COLUMNS = [
-    ("energy_is_estimate", "INTEGER"),
-    ("cpu_energy_source", "TEXT"),
-    ("cpu_energy_is_estimate", "INTEGER"),
-    ("cpu_tdp_w", "REAL"),
-    ("gpu_energy_source", "TEXT"),
-    ("ram_energy_method", "TEXT"),
-    ("codecarbon_version", "TEXT"),
-    ("measure_power_secs", "REAL"),
-    ("tracking_mode", "TEXT"),
-    ("country_iso_code", "TEXT"),
-    ("carbon_intensity_g_per_kwh", "REAL"),
-    ("idle_power_w", "REAL"),
-    ("cpu_model", "TEXT"),
-    ("cpu_count", "INTEGER"),
-    ("gpu_model", "TEXT"),
-    ("gpu_count", "INTEGER"),
-]
-_TRAINING_COLUMNS = (
-    [("arch_id", "TEXT PRIMARY KEY REFERENCES architectures (arch_id)")]
-    + _RESULT_COLUMNS
-    + _ENERGY_COLUMNS
-    + [("energy_error", "TEXT")]
-    + _DISCLOSURE_COLUMNS
-)
-_EPOCH_COLUMNS = [
-    ("arch_id", "TEXT NOT NULL REFERENCES trainings (arch_id)"),
-    ("epoch", "INTEGER NOT NULL"),
-    ("train_loss", "REAL"),
-    ("train_accuracy", "REAL"),
-    ("val_loss", "REAL"),
-    ("val_accuracy", "REAL"),
-    ("duration_s", "REAL"),
-    ("energy_kwh", "REAL"),
-]
-_REAL_COLUMNS = [name for name, kind in _TRAINING_COLUMNS if kind == "REAL"]
-_BOOLEAN_COLUMNS = ("energy_is_estimate", "cpu_energy_is_estimate")
-_INTEGER_COLUMNS = (
-    "epochs", "epochs_run", "seed", "params", "flops", "num_layers", "cpu_count", "gpu_count"
-)  # fmt: skip
-
-# Column order of trainings_frame() and export_csv(): the columns most analyses need first,
-# then the energy parts, the disclosure and the error texts.
-CSV_COLUMNS = [
-    "arch_id", "phrase", "dataset", "epochs", "status", "test_accuracy", "train_accuracy",
-    "training_time_s", "params", "flops", "num_layers", "energy_kwh", "emissions_kg",
-    "emissions_rate_kg_per_s", "energy_is_estimate", "cpu_energy_source",
-    "seed", "epochs_run", "val_accuracy", "test_loss", "train_loss", "val_loss",
-    "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", "cpu_power_w", "gpu_power_w",
-    "ram_power_w", "cpu_energy_is_estimate", "cpu_tdp_w", "gpu_energy_source",
-    "ram_energy_method", "codecarbon_version", "measure_power_secs", "tracking_mode",
-    "country_iso_code", "carbon_intensity_g_per_kwh", "idle_power_w", "cpu_model", "cpu_count",
-    "gpu_model", "gpu_count", "energy_error", "error", "started_at", "finished_at",
-    "code_path", "image_path",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -176,7 +100,7 @@ class ResultsStore:
         if read_only and not self.path.exists():
             raise StoreError(f"results store {str(self.path)!r} not found")
         if not read_only:
-            self._lock_file = _acquire_lock(self.path.with_name(self.path.name + ".lock"))
+            self._lock_file = acquire_lock(self.path.with_name(self.path.name + ".lock"))
         try:
             self._conn = self._connect()
             self._disclosure = self.run_metadata().get("disclosure")
@@ -241,7 +165,7 @@ class ResultsStore:
             StoreError: If arch_id or phrase is empty, or the id is stored with another phrase.
         """
         self._check_writable()
-        row = {name: getattr(record, name, None) for name, _ in _ARCHITECTURE_COLUMNS}
+        row = {name: getattr(record, name, None) for name, _ in ARCHITECTURE_COLUMNS}
         for name in ("arch_id", "phrase"):
             if not isinstance(row[name], str) or not row[name].strip():
                 raise StoreError(f"invalid architecture {name} {row[name]!r}: expected text")
@@ -254,7 +178,7 @@ class ResultsStore:
                 f"{row['phrase']!r}; an id must name one architecture, so use a new id"
             )
         updates = ", ".join(
-            f"{name} = COALESCE(excluded.{name}, {name})" for name, _ in _ARCHITECTURE_COLUMNS[2:]
+            f"{name} = COALESCE(excluded.{name}, {name})" for name, _ in ARCHITECTURE_COLUMNS[2:]
         )
         with self._conn:
             self._conn.execute(
@@ -273,7 +197,7 @@ class ResultsStore:
             StoreError: If the architecture is unknown or the status is not one of STATUSES.
         """
         self._check_writable()
-        row = _training_row(result, self._disclosure or {})
+        row = training_row(result, self._disclosure or {})
         if row["status"] not in STATUSES:
             raise StoreError(f"invalid training status {row['status']!r}: expected {STATUSES}")
         known = self._conn.execute(
@@ -283,7 +207,7 @@ class ResultsStore:
             raise StoreError(
                 f"architecture {row['arch_id']!r} is not in the store; call add_architecture first"
             )
-        epochs = [_epoch_row(result.arch_id, epoch) for epoch in result.epoch_rows]
+        epochs = [epoch_row(result.arch_id, epoch) for epoch in result.epoch_rows]
         with self._conn:
             self._conn.execute("DELETE FROM epochs WHERE arch_id = ?", (row["arch_id"],))
             self._conn.execute(
@@ -309,8 +233,15 @@ class ResultsStore:
         )
         return {arch_id for (arch_id,) in rows}
 
-    def trainings_frame(self):
-        """Return one row per training, joined with its architecture, in CSV_COLUMNS order."""
+    def trainings_frame(self, statuses: tuple[str, ...] | None = None):
+        """Return one row per training, joined with its architecture, in CSV_COLUMNS order.
+
+        Args:
+            statuses: Keep only trainings with one of these statuses; None keeps all.
+
+        Raises:
+            StoreError: If a status is not one of STATUSES.
+        """
         import pandas as pd
 
         frame = pd.read_sql_query(
@@ -318,15 +249,69 @@ class ResultsStore:
             "ORDER BY finished_at, arch_id",
             self._conn,
         )
+        # A read-only store of an older schema lacks the newer columns; they read as missing.
+        frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, *CSV_COLUMNS])))
         # Nullable dtypes keep integers integral and booleans boolean next to missing values,
         # and a REAL column with only NULLs still reads as float (NaN) rather than object.
-        for name in _REAL_COLUMNS:
+        for name in REAL_COLUMNS:
             frame[name] = frame[name].astype("float64")
-        for name in _BOOLEAN_COLUMNS:
+        for name in BOOLEAN_COLUMNS:
             frame[name] = frame[name].astype("boolean")
-        for name in _INTEGER_COLUMNS:
+        for name in INTEGER_COLUMNS:
             frame[name] = frame[name].astype("Int64")
-        return frame[CSV_COLUMNS]
+        frame = frame[CSV_COLUMNS]
+        if statuses is not None:
+            frame, _ = select_trainings(frame, statuses)
+        return frame
+
+    def status_counts(self) -> dict[str, int]:
+        """Return the number of stored trainings per status, zero included, in STATUSES order."""
+        rows = dict(self._conn.execute("SELECT status, count(*) FROM trainings GROUP BY status"))
+        return {status: int(rows.get(status, 0)) for status in STATUSES}
+
+    def read_rows(self, table: str) -> list[dict[str, Any]]:
+        """Return every row of a table as a dictionary, in rowid order (run values as JSON text).
+
+        Raises:
+            StoreError: If the table is not one of the store's tables.
+        """
+        _check_table(table)
+        cursor = self._conn.execute(f"SELECT * FROM {table} ORDER BY rowid")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def insert_rows(self, rows_by_table: dict[str, list[dict[str, Any]]]) -> None:
+        """Insert raw rows into an empty store in one transaction, as a merge does.
+
+        The rows are written as given, without the checks of :meth:`record_training`; columns
+        this schema lacks are dropped. Either every row is written or none.
+
+        Raises:
+            StoreError: If the store already has rows, a table is unknown, or SQLite rejects a
+                row (for example a training whose architecture is missing).
+        """
+        self._check_writable()
+        for table in rows_by_table:
+            _check_table(table)
+        if any(self._conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in TABLES):
+            raise StoreError(
+                f"results store {str(self.path)!r} is not empty; merge into a new file"
+            )
+        try:
+            with self._conn:
+                for table in ("run", "architectures", "trainings", "epochs"):
+                    self._insert_raw(table, rows_by_table.get(table, []))
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"could not write into {str(self.path)!r}: {error}") from None
+
+    def _insert_raw(self, table: str, rows: list[dict[str, Any]]) -> None:
+        columns = table_columns(self._conn, table)
+        for row in rows:
+            kept = {name: value for name, value in row.items() if name in columns}
+            self._conn.execute(
+                f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({_marks(kept)})",
+                tuple(kept.values()),
+            )
 
     def epochs_frame(self):
         """Return the per-epoch rows of every training, ordered by architecture and epoch."""
@@ -348,19 +333,7 @@ class ResultsStore:
         """
         target = Path(path)
         frame = self.trainings_frame()
-        # A unique name opened with "x" gets the umask's permissions, unlike tempfile.mkstemp.
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temporary, "x", newline="", encoding="utf-8") as stream:
-                frame.to_csv(stream, index=False)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, target)
-        except OSError as error:
-            raise StoreError(f"could not write {str(target)!r}: {error}") from error
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        write_csv_atomically(frame, target)
         logger.info("exported %d trainings to %s", len(frame), target)
         return target
 
@@ -392,7 +365,12 @@ class ResultsStore:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if version == 0 and tables == 0 and not self.read_only:
-            _create_schema(conn)
+            create_schema(conn)
+        elif 0 < version < SCHEMA_VERSION and not self.read_only:
+            logger.info(
+                "upgrading %s from schema version %d to %d", self.path, version, SCHEMA_VERSION
+            )
+            upgrade_schema(conn)
         elif version == 0:
             raise StoreError(f"{str(self.path)!r} is an SQLite file but not a CNNGen results store")
         elif version > SCHEMA_VERSION:
@@ -414,62 +392,10 @@ class ResultsStore:
             self._lock_file = None
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
-    tables = {
-        "run": [("key", "TEXT PRIMARY KEY"), ("value", "TEXT NOT NULL")],
-        "architectures": _ARCHITECTURE_COLUMNS,
-        "trainings": _TRAINING_COLUMNS,
-        "epochs": _EPOCH_COLUMNS + [("PRIMARY KEY", "(arch_id, epoch)")],
-    }
-    with conn:
-        for table, columns in tables.items():
-            body = ", ".join(f"{name} {kind}" for name, kind in columns)
-            conn.execute(f"CREATE TABLE {table} ({body})")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _acquire_lock(lock_path: Path):
-    """Open lock_path and take an exclusive flock on it, or raise StoreError."""
-    try:
-        import fcntl
-    except ImportError:
-        # NOTE: without fcntl (Windows) two processes can write the same run directory.
-        logger.warning("fcntl is unavailable: the results store is not locked against other runs")
-        return None
-    lock_file = open(lock_path, "a+")
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock_file.seek(0)
-        holder = lock_file.read().strip() or "unknown"
-        lock_file.close()
-        raise StoreError(
-            f"results store {str(lock_path.with_suffix(''))!r} is in use by another writer "
-            f"(process {holder}); wait for that run to finish, choose another run directory, "
-            "or open the store with read_only=True"
-        ) from None
-    lock_file.seek(0)
-    lock_file.truncate()
-    lock_file.write(str(os.getpid()))
-    lock_file.flush()
-    return lock_file
-
-
-def _training_row(result, disclosure: dict[str, Any]) -> dict[str, Any]:
-    row = {"arch_id": result.arch_id}
-    row.update({name: getattr(result, name) for name, _ in _RESULT_COLUMNS})
-    energy = result.energy
-    row.update({name: getattr(energy, name, None) for name, _ in _ENERGY_COLUMNS})
-    row["energy_error"] = getattr(energy, "error", None)
-    row.update({name: disclosure.get(name) for name, _ in _DISCLOSURE_COLUMNS})
-    return row
-
-
-def _epoch_row(arch_id: str, epoch) -> dict[str, Any]:
-    row = {"arch_id": arch_id}
-    row.update({name: getattr(epoch, name) for name, _ in _EPOCH_COLUMNS[1:]})
-    return row
-
-
 def _marks(row: dict) -> str:
     return ", ".join("?" for _ in row)
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLES:
+        raise StoreError(f"unknown table {table!r}: expected one of {', '.join(TABLES)}")

@@ -1,12 +1,26 @@
-"""Compile, fit and evaluate one architecture with its energy measured, and run a batch of them.
+"""Compile, fit and evaluate one architecture with its energy and inference cost measured.
 
-This module owns the training protocol, its per-epoch records, the classification of an
-outcome as ok, failed or diverged, and the resumable batch loop. The protocol compiles with
-Adam, sparse categorical cross-entropy and accuracy, fits on the training split with the
-validation split, and evaluates on the test and training splits. The module leaves the
-CodeCarbon set-up to ``cnngen.energy``, saving to a results store (``cnngen.store``, passed in
-as an object), and building models to the caller, so it imports neither the grammar nor the
-solver. TensorFlow and Keras are imported inside the functions that train.
+This module owns the training protocol, its per-epoch records, mixed precision, seeding, and
+the classification of an outcome as ok, failed or diverged. Its settings are a
+:class:`cnngen.training_config.TrainingConfig`, importable from here too. The protocol
+compiles with Adam, sparse categorical cross-entropy and accuracy, fits on the training split
+with the validation split, evaluates on the test and training splits, and then measures the
+inference cost (``cnngen.inference``). The module leaves the CodeCarbon set-up to
+``cnngen.energy``, the device to ``cnngen.devices``, the batch loop to ``cnngen.batch``, saving
+to a results store, and building models to the caller, so it imports neither the grammar nor
+the solver. TensorFlow and Keras are imported inside the functions that train.
+
+Seeds: ``keras.utils.set_random_seed`` receives the seed given to :func:`train_architecture`
+(in a batch, the architecture's own seed) or else ``TrainingConfig.seed``, before the model is
+built. It seeds Python, NumPy and TensorFlow, so weights, dropout and the shuffling of ``fit``
+follow from it. Identical results on one machine also need ``deterministic=True``, which turns
+on TensorFlow's op determinism for the rest of the process.
+
+Mixed precision: with ``mixed_precision=True`` the model is built under Keras's
+``"mixed_float16"`` policy, which computes in float16 and keeps the weights in float32. The
+output layers are then rebuilt with a float32 policy (``keras.models.clone_model``), so the
+softmax and the loss stay in float32. Keras wraps the optimizer in a ``LossScaleOptimizer``.
+The previous global policy is restored after each training.
 
 Outcome of a training:
 
@@ -22,78 +36,30 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
-from cnngen.energy import EnergyMeter, EnergyReading, MeterSettings, collect_disclosure
-from cnngen.errors import ParameterError, TrainingError
+from cnngen import devices
+from cnngen.energy import EnergyMeter, EnergyReading, MeterSettings
+from cnngen.errors import TrainingError
+from cnngen.inference import InferenceCost, measure_inference
+from cnngen.training_config import TrainingConfig, check_number
+
+__all__ = [
+    "EpochRecord",
+    "TrainingConfig",
+    "TrainingResult",
+    "failed_result",
+    "float32_outputs",
+    "train_architecture",
+]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Training and measurement settings shared by every architecture of a run.
-
-    Attributes:
-        epochs: Maximum number of epochs.
-        batch_size: Images per gradient step.
-        learning_rate: Adam's learning rate.
-        seed: Seed passed to ``keras.utils.set_random_seed`` before each model is built.
-        country_iso_code: ISO 3166-1 alpha-3 code of the country whose electricity mix turns
-            energy into emissions. The default "BEL" is the country of the original CNNGen
-            measurements; set the country where the machine runs. Only emissions depend on it.
-        measure_power_secs: CodeCarbon's power sampling interval, in seconds.
-        tracking_mode: CodeCarbon tracking mode, "machine" or "process" (see cnngen.energy).
-        idle_duration_s: Length of the once-per-run idle power measurement, in seconds.
-        early_stopping: Stop when the validation loss has not improved for ``patience``
-            epochs. The model of the last epoch run is evaluated, matching the energy spent.
-        patience: Epochs without improvement before early stopping.
-        deterministic: Call ``tf.config.experimental.enable_op_determinism()``, which stays on
-            for the rest of the process and slows some operations.
-        chance_margin: Test accuracy at or below chance plus this margin counts as diverged.
-        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
-    """
-
-    epochs: int = 1
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    seed: int = 0
-    country_iso_code: str = "BEL"
-    measure_power_secs: float = 1.0
-    tracking_mode: str = "machine"
-    idle_duration_s: float = 5.0
-    early_stopping: bool = False
-    patience: int = 3
-    deterministic: bool = False
-    chance_margin: float = 0.01
-    verbose: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            _check_number(name, getattr(self, name), int, minimum=1)
-        _check_number("seed", self.seed, int, minimum=0)
-        _check_number("patience", self.patience, int, minimum=0)
-        _check_number("verbose", self.verbose, int, minimum=0)
-        _check_number("learning_rate", self.learning_rate, float, minimum=0, exclusive=True)
-        _check_number("idle_duration_s", self.idle_duration_s, float, minimum=0, exclusive=True)
-        _check_number("chance_margin", self.chance_margin, float, minimum=0)
-        self.meter_settings()  # validates the country, interval and tracking mode
-
-    def meter_settings(self) -> MeterSettings:
-        """Return the CodeCarbon settings of this configuration."""
-        return MeterSettings(
-            country_iso_code=self.country_iso_code,
-            measure_power_secs=self.measure_power_secs,
-            tracking_mode=self.tracking_mode,
-        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +82,10 @@ class TrainingResult:
     ``training_time_s`` and ``energy`` cover ``model.fit`` only. ``train_accuracy`` and
     ``train_loss`` come from evaluating the final model on the training split, the validation
     values from the last epoch run. Metrics are None when the training failed before them.
+    ``device`` is "GPU" or "CPU". ``gpu_energy_flag`` is "zero" or "missing" when a GPU
+    training has no GPU energy reading (see :func:`cnngen.devices.gpu_energy_flag`), and the
+    reading's GPU energy and power are then None. ``inference`` is None when the training
+    failed or the measurement is turned off.
     """
 
     arch_id: str
@@ -136,6 +106,11 @@ class TrainingResult:
     epoch_rows: list[EpochRecord] = field(default_factory=list)
     started_at: str | None = None
     finished_at: str | None = None
+    training_seed: int | None = None
+    device: str | None = None
+    mixed_precision: bool | None = None
+    gpu_energy_flag: str | None = None
+    inference: InferenceCost | None = None
 
 
 def train_architecture(
@@ -144,9 +119,10 @@ def train_architecture(
     config: TrainingConfig,
     *,
     arch_id: str,
+    seed: int | None = None,
     meter_factory: Callable[[MeterSettings], EnergyMeter] = EnergyMeter,
 ) -> TrainingResult:
-    """Build, train and evaluate one model with the energy of its training measured.
+    """Build, train and evaluate one model, measuring its training energy and inference cost.
 
     Args:
         build_model: Called as ``build_model(input_shape, num_classes)``; returns an
@@ -155,29 +131,48 @@ def train_architecture(
             ``info.input_shape``, ``info.num_classes`` (a ``cnngen.datasets.DatasetSplits``).
         config: Training and measurement settings.
         arch_id: Identifier copied into the result.
-        meter_factory: Creates the energy meter from the CodeCarbon settings.
+        seed: Seed of the weights, dropout and shuffling; None uses ``config.seed``.
+        meter_factory: Creates the energy meters from the CodeCarbon settings.
 
     Returns:
         The result. Exceptions from building, fitting or evaluating are not raised: they give
-        a ``failed`` result with the exception text.
+        a ``failed`` result with the exception text. An exception while measuring inference
+        leaves the status unchanged and is kept in ``result.inference.error``.
+
+    Raises:
+        ParameterError: If seed is not None or an integer >= 0.
     """
     import keras
 
-    result = TrainingResult(arch_id=arch_id, status="ok", epochs=config.epochs)
-    result.started_at = _now()
+    seed = config.seed if seed is None else seed
+    check_number("seed", seed, int, minimum=0)
+    device = devices.training_device()
+    result = TrainingResult(
+        arch_id=arch_id,
+        status="ok",
+        epochs=config.epochs,
+        started_at=_now(),
+        training_seed=seed,
+        device=device.kind,
+        mixed_precision=config.mixed_precision,
+    )
+    meter_settings = config.meter_settings(device.gpu_ids)
+    previous_policy = keras.mixed_precision.global_policy()
     try:
-        _seed(config)
-        model = build_model(tuple(data.info.input_shape), data.info.num_classes)
+        _seed(seed, config.deterministic)
+        model = _build(build_model, data, config)
         result.num_layers = len(model.layers)
         result.params = int(model.count_params())
-        _fit(model, data, config, meter_factory(config.meter_settings()), result)
+        _fit(model, data, config, meter_factory(meter_settings), result)
         _evaluate(model, data, result)
         result.status = _classify(result, data.y_test, config.chance_margin)
+        result.inference = _measure_inference(model, data, config, meter_settings, result)
     except Exception as error:
         result.status = "failed"
         result.error = f"{type(error).__name__}: {error}"
         logger.warning("training of %s failed: %s", arch_id, result.error)
     finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
         keras.backend.clear_session()
     result.finished_at = _now()
     return result
@@ -196,131 +191,61 @@ def failed_result(arch_id: str, config: TrainingConfig, error: Exception) -> Tra
     )
 
 
-def run_batch(
-    items: Iterable,
-    data,
-    config: TrainingConfig,
-    store,
-    *,
-    build_model_for: Callable[[Any], Callable[[tuple, int], Any]],
-    retry_failed: bool = False,
-    progress: bool = True,
-) -> list[TrainingResult]:
-    """Train every item the store has not finished, recording each as soon as it ends.
-
-    Before the first training the store receives the configuration, the data set summary and,
-    when it has none yet, the measurement disclosure with the idle power
-    (``config.idle_duration_s`` seconds of waiting). When the store already has a configuration
-    or data set summary, the current ones must match it, apart from ``verbose`` and
-    ``idle_duration_s``, so that a resumed run does not mix protocols.
-
-    Args:
-        items: Objects with ``arch_id`` and ``phrase`` and optionally ``seed``, ``params``,
-            ``flops``, ``dataset``, ``code_path``, ``image_path``.
-        data: The splits, as for :func:`train_architecture`.
-        config: Training and measurement settings.
-        store: An open, writable ``cnngen.store.ResultsStore``.
-        build_model_for: Returns the ``build_model(input_shape, num_classes)`` of an item.
-            An exception it raises gives that item a ``failed`` result.
-        retry_failed: Train again the items whose stored training failed.
-        progress: Show a tqdm progress bar.
-
-    Returns:
-        The results of the items trained by this call, in order.
-
-    Raises:
-        TrainingError: If the store's configuration or data set summary differs from these.
-    """
-    from tqdm.auto import tqdm
-
-    items = list(items)
-    skip_statuses = ("ok", "diverged") if retry_failed else ("ok", "diverged", "failed")
-    finished = store.finished_ids(skip_statuses)
-    pending = [item for item in items if item.arch_id not in finished]
-    logger.info(
-        "%d architectures to train, %d already finished", len(pending), len(items) - len(pending)
-    )
-    if not pending:
-        return []
-    _record_run_setup(store, data, config)
-
-    results = []
-    for item in tqdm(pending, desc="training", unit="arch", disable=not progress):
-        store.add_architecture(_with_dataset(item, data))
-        try:
-            build_model = build_model_for(item)
-        except Exception as error:
-            result = failed_result(item.arch_id, config, error)
-        else:
-            result = train_architecture(build_model, data, config, arch_id=item.arch_id)
-        store.record_training(result)
-        results.append(result)
-        logger.info("%s: %s, test accuracy %s", item.arch_id, result.status, result.test_accuracy)
-    return results
-
-
-def _record_run_setup(store, data, config: TrainingConfig) -> None:
-    """Store the configuration and data summary, or check them against a resumed run's."""
-    _record_or_compare(store, "training_config", dataclasses.asdict(config), _RESUMABLE_FIELDS)
-    if hasattr(data, "summary"):
-        _record_or_compare(store, "dataset", data.summary(), ())
-    if store.disclosure is None:
-        disclosure = collect_disclosure(config.meter_settings(), config.idle_duration_s)
-        store.record_disclosure(disclosure)
-        store.record_run_metadata("idle_power_w", disclosure.idle_power_w)
-
-
-# Configuration fields that change neither the trainings nor their measurement, so a resumed
-# run may use other values.
-_RESUMABLE_FIELDS = ("verbose", "idle_duration_s")
-
-
-def _record_or_compare(store, key: str, value: dict, ignored: tuple[str, ...]) -> None:
-    stored = store.run_metadata().get(key)
-    if stored is None:
-        store.record_run_metadata(key, value)
-        return
-    current = json.loads(json.dumps(value))
-    changed = [
-        f"{name} {stored.get(name)!r} stored, {current.get(name)!r} now"
-        for name in sorted(set(stored) | set(current))
-        if name not in ignored and stored.get(name) != current.get(name)
-    ]
-    if changed:
-        raise TrainingError(
-            f"the run directory's results were made with another {key} ({'; '.join(changed)}); "
-            "resume with the stored values or start a new run directory"
-        )
-
-
-def _with_dataset(item, data) -> SimpleNamespace:
-    """Return the item's architecture fields, with the data set name when the item has none."""
-    fields = {name: getattr(item, name, None) for name in _ITEM_FIELDS}
-    if fields["dataset"] is None:
-        fields["dataset"] = getattr(getattr(data, "info", None), "name", None)
-    return SimpleNamespace(**fields)
-
-
-_ITEM_FIELDS = (
-    "arch_id",
-    "phrase",
-    "seed",
-    "dataset",
-    "params",
-    "flops",
-    "code_path",
-    "image_path",
-)
-
-
-def _seed(config: TrainingConfig) -> None:
+def _seed(seed: int, deterministic: bool) -> None:
     import keras
 
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
+    keras.utils.set_random_seed(seed)
+    if deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+def _build(build_model, data, config: TrainingConfig):
+    """Build the model, under the mixed precision policy with float32 outputs when asked."""
+    import keras
+
+    if not config.mixed_precision:
+        return build_model(tuple(data.info.input_shape), data.info.num_classes)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = build_model(tuple(data.info.input_shape), data.info.num_classes)
+    return float32_outputs(model)
+
+
+def float32_outputs(model):
+    """Return the model with its output layers computing in float32.
+
+    Under the "mixed_float16" policy a softmax computed in float16 can round small
+    probabilities to 0, so Keras's mixed precision guide keeps the output layer in float32.
+    The model is rebuilt with ``keras.models.clone_model``, so its weights are initialised
+    again from the current seed. A model whose outputs are already float32 is returned as is.
+
+    Raises:
+        TrainingError: If the model cannot be cloned, as with subclassed models.
+    """
+    import keras
+
+    outputs = getattr(model, "outputs", None)
+    if outputs and all(tensor.dtype == "float32" for tensor in outputs):
+        return model
+    try:
+        output_layers = [
+            layer for layer in model.layers if any(layer.output is out for out in outputs)
+        ]
+
+        def clone_layer(layer):
+            config = layer.get_config()
+            if any(layer is output for output in output_layers):
+                config["dtype"] = "float32"
+            return layer.__class__.from_config(config)
+
+        return keras.models.clone_model(model, clone_function=clone_layer)
+    except Exception as error:
+        raise TrainingError(
+            f"mixed precision needs a Sequential or functional model whose output layer can be "
+            f"rebuilt in float32, and rebuilding {model.name!r} failed ({type(error).__name__}: "
+            f"{error}); train this model with mixed_precision=False"
+        ) from error
 
 
 def _fit(model, data, config: TrainingConfig, meter: EnergyMeter, result: TrainingResult) -> None:
@@ -355,9 +280,40 @@ def _fit(model, data, config: TrainingConfig, meter: EnergyMeter, result: Traini
         result.energy = meter.stop()
         result.training_time_s = result.energy.duration_s
         result.epochs_run = len(result.epoch_rows)
+        _flag_gpu_energy(result)
     if result.epoch_rows:
         result.val_loss = result.epoch_rows[-1].val_loss
         result.val_accuracy = result.epoch_rows[-1].val_accuracy
+
+
+def _flag_gpu_energy(result: TrainingResult) -> None:
+    """Flag a GPU training without GPU energy, and make a reported zero read as missing."""
+    result.gpu_energy_flag = devices.gpu_energy_flag(result.device, result.energy.gpu_energy_kwh)
+    if result.gpu_energy_flag is None:
+        return
+    logger.warning(
+        "%s trained on a GPU, but its GPU energy is %s: CodeCarbon did not read the GPU, so "
+        "energy_kwh covers the CPU and RAM only",
+        result.arch_id,
+        result.gpu_energy_flag,
+    )
+    result.energy = dataclasses.replace(result.energy, gpu_energy_kwh=None, gpu_power_w=None)
+
+
+def _measure_inference(model, data, config, meter_settings, result) -> InferenceCost | None:
+    """Measure the inference cost, keeping an exception's text instead of raising it."""
+    settings = config.inference_settings()
+    if settings.min_batches == 0:
+        return None
+    try:
+        return measure_inference(
+            model, data.x_test, settings, meter_settings, device_kind=result.device
+        )
+    except Exception as error:
+        logger.warning("inference measurement of %s failed: %s", result.arch_id, error)
+        return InferenceCost(
+            batch_size=settings.batch_size, error=f"{type(error).__name__}: {error}"
+        )
 
 
 def _evaluate(model, data, result: TrainingResult) -> None:
@@ -424,16 +380,14 @@ def _float_or_none(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _check_number(name: str, value, kind: type, *, minimum: float, exclusive: bool = False) -> None:
-    accepted = (int,) if kind is int else (int, float)
-    valid = isinstance(value, accepted) and not isinstance(value, bool)
-    if valid:
-        valid = value > minimum if exclusive else value >= minimum
-    if not valid:
-        bound = f"> {minimum}" if exclusive else f">= {minimum}"
-        raise ParameterError(
-            f"invalid training parameter {name}={value!r}: expected {kind.__name__} {bound}"
-        )
+def __getattr__(name: str):
+    # run_batch moved to cnngen.batch; importing it from here keeps working. The import is
+    # lazy because cnngen.batch imports this module.
+    if name == "run_batch":
+        from cnngen.batch import run_batch
+
+        return run_batch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _now() -> str:

@@ -8,26 +8,8 @@ import codecarbon.lock
 import pytest
 from codecarbon import OfflineEmissionsTracker
 
-from cnngen.energy import (
-    EnergyMeter,
-    MeterSettings,
-    collect_disclosure,
-    measure_idle_power,
-    validate_country_iso_code,
-)
+from cnngen.energy import EnergyMeter, MeterSettings, validate_country_iso_code
 from cnngen.errors import MeasurementError
-
-KNOWN_CPU_SOURCES = (
-    "RAPL",
-    "Windows Energy Meter Interface (RAPL)",
-    "Intel Power Gadget",
-    "powermetrics",
-    "Raspberry Pi PMIC",
-    "TDP estimate (load-scaled)",
-    "TDP estimate (load-scaled), generic TDP",
-    "constant fallback (half of TDP)",
-    "constant fallback (half of TDP), generic TDP",
-)
 
 
 def tracker_timers() -> list[threading.Thread]:
@@ -79,11 +61,24 @@ def test_country_code_invalid(code, message):
         ("measure_power_secs", "1", "invalid measure_power_secs '1'"),
         ("measure_power_secs", True, "invalid measure_power_secs True"),
         ("tracking_mode", "node", "invalid tracking_mode 'node'"),
+        ("gpu_ids", [0], "invalid gpu_ids \\[0\\]"),
+        ("gpu_ids", (-1,), "invalid gpu_ids \\(-1,\\)"),
+        ("gpu_ids", (True,), "invalid gpu_ids \\(True,\\)"),
     ],
 )
 def test_settings_invalid(field, value, message):
     with pytest.raises(MeasurementError, match=message):
         MeterSettings(country_iso_code="BEL", **{field: value})
+
+
+def test_meter_passes_gpu_ids(monkeypatch):
+    settings = MeterSettings(country_iso_code="BEL", measure_power_secs=0.5, gpu_ids=(0,))
+    with EnergyMeter(settings) as meter:
+        configured = meter.tracker.get_detected_hardware()["gpu_ids"]
+        busy_for(0.2)
+
+    assert configured == [0]
+    assert meter.reading.error is None
 
 
 def test_meter_reads_energy(settings):
@@ -223,55 +218,3 @@ def test_meter_writes_csv_when_asked(tmp_path):
         busy_for(0.2)
 
     assert (tmp_path / "emissions.csv").exists()
-
-
-def test_idle_power_positive(settings):
-    idle_power_w = measure_idle_power(settings, duration_s=1.0)
-
-    assert idle_power_w is not None
-    assert idle_power_w > 0
-
-
-@pytest.mark.parametrize("duration_s", [0, -2.0, "5"])
-def test_idle_power_invalid_duration(settings, duration_s):
-    with pytest.raises(MeasurementError, match="invalid idle duration"):
-        measure_idle_power(settings, duration_s=duration_s)
-
-
-def test_disclosure_fields(settings):
-    import keras
-    import tensorflow as tf
-
-    disclosure = collect_disclosure(settings, idle_duration_s=1.0)
-
-    assert disclosure.error is None
-    assert disclosure.codecarbon_version == codecarbon.__version__
-    assert disclosure.cpu_energy_source in KNOWN_CPU_SOURCES
-    assert disclosure.gpu_energy_source in ("NVML", "AMD SMI", "powermetrics", "none")
-    assert disclosure.ram_energy_method != "unavailable"
-    assert isinstance(disclosure.energy_is_estimate, bool)
-    assert isinstance(disclosure.cpu_energy_is_estimate, bool)
-    assert disclosure.carbon_intensity_g_per_kwh > 0
-    assert disclosure.idle_power_w > 0
-    assert disclosure.country_iso_code == "BEL"
-    assert disclosure.measure_power_secs == 0.5
-    assert disclosure.tracking_mode == "machine"
-    assert disclosure.cpu_count >= 1
-    assert disclosure.tensorflow_version == tf.__version__
-    assert disclosure.keras_version == keras.__version__
-    assert disclosure.cuda_version == tf.sysconfig.get_build_info().get("cuda_version")
-    assert disclosure.to_dict()["cpu_energy_source"] == disclosure.cpu_energy_source
-
-
-def test_disclosure_when_codecarbon_fails(settings, monkeypatch):
-    def fail(self):
-        raise RuntimeError("no hardware")
-
-    monkeypatch.setattr(OfflineEmissionsTracker, "_ensure_hardware_ready", fail)
-    disclosure = collect_disclosure(settings, idle_duration_s=0.1)
-
-    assert disclosure.error == "CodeCarbon failed to start: RuntimeError: no hardware"
-    assert disclosure.cpu_energy_source == "unavailable"
-    assert disclosure.energy_is_estimate is None
-    assert disclosure.idle_power_w is None
-    assert disclosure.carbon_intensity_g_per_kwh is None

@@ -1,7 +1,6 @@
 """Tests of cnngen.store on real SQLite files in tmp_path."""
 
 import csv
-import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -9,10 +8,19 @@ import sys
 
 import pandas as pd
 import pytest
+from fixtures_store import DISCLOSURE, add_trained, make_architecture, make_result
 
 from cnngen.energy import EnergyReading
 from cnngen.errors import StoreError
-from cnngen.store import CSV_COLUMNS, SCHEMA_VERSION, ArchitectureRecord, ResultsStore
+from cnngen.store import (
+    CSV_COLUMNS,
+    EVALUATED_STATUSES,
+    SCHEMA_VERSION,
+    ArchitectureRecord,
+    ResultsStore,
+    select_trainings,
+)
+from cnngen.store_schema import TABLES
 from cnngen.training import EpochRecord, TrainingResult
 
 REQUIRED_CSV_PREFIX = [
@@ -21,94 +29,11 @@ REQUIRED_CSV_PREFIX = [
     "emissions_rate_kg_per_s",
 ]  # fmt: skip
 
-DISCLOSURE = {
-    "codecarbon_version": "3.3.2",
-    "tracking_mode": "machine",
-    "measure_power_secs": 1.0,
-    "country_iso_code": "BEL",
-    "carbon_intensity_g_per_kwh": 138.1,
-    "cpu_energy_source": "TDP estimate (load-scaled)",
-    "cpu_tdp_w": 8.0,
-    "cpu_energy_is_estimate": True,
-    "gpu_energy_source": "none",
-    "ram_energy_method": "estimate from machine memory size",
-    "energy_is_estimate": True,
-    "cpu_model": "Test CPU",
-    "cpu_count": 2,
-    "gpu_model": None,
-    "gpu_count": 0,
-    "ram_total_gb": 16.0,
-    "idle_power_w": 12.5,
-    "idle_duration_s": 5.0,
-    "python_version": "3.11.7",
-    "tensorflow_version": "2.21.0",
-    "keras_version": "3.15.1",
-    "cuda_version": None,
-    "cudnn_version": None,
-    "error": None,
-}
-
-
-def make_result(arch_id: str, status: str = "ok", **changes) -> TrainingResult:
-    """Return a two-epoch result with plausible metrics and energy."""
-    energy = EnergyReading(
-        duration_s=3.0,
-        energy_kwh=2e-5,
-        cpu_energy_kwh=5e-6,
-        gpu_energy_kwh=0.0,
-        ram_energy_kwh=1.5e-5,
-        emissions_kg=2.8e-6,
-        emissions_rate_kg_per_s=2.8e-6 / 3.0,
-        cpu_power_w=6.0,
-        gpu_power_w=0.0,
-        ram_power_w=20.0,
-    )
-    epochs = [
-        EpochRecord(1, 1.5, 0.5, 1.4, 0.55, 2.0, 1.2e-5),
-        EpochRecord(2, 0.9, 0.7, 1.0, 0.68, 1.0, 0.7e-5),
-    ]
-    result = TrainingResult(
-        arch_id=arch_id,
-        status=status,
-        epochs=2,
-        epochs_run=2,
-        test_accuracy=0.7,
-        train_accuracy=0.72,
-        val_accuracy=0.68,
-        test_loss=0.95,
-        train_loss=0.9,
-        val_loss=1.0,
-        training_time_s=3.0,
-        num_layers=4,
-        params=2970,
-        energy=energy,
-        epoch_rows=epochs,
-        started_at="2025-01-01T10:00:00+00:00",
-        finished_at="2025-01-01T10:00:04+00:00",
-    )
-    return dataclasses.replace(result, **changes)
-
-
-def make_architecture(arch_id: str, **changes) -> ArchitectureRecord:
-    record = ArchitectureRecord(
-        arch_id=arch_id,
-        phrase=f"input conv flatten dense output # {arch_id}",
-        seed=7,
-        dataset="digits",
-        flops=12345,
-    )
-    return dataclasses.replace(record, **changes)
-
 
 @pytest.fixture
 def store(tmp_path):
     with ResultsStore(tmp_path / "results.sqlite") as opened:
         yield opened
-
-
-def add_trained(store: ResultsStore, arch_id: str, status: str = "ok", **changes) -> None:
-    store.add_architecture(make_architecture(arch_id))
-    store.record_training(make_result(arch_id, status, **changes))
 
 
 def test_round_trip(store):
@@ -377,3 +302,121 @@ def test_read_only_while_writer_holds_lock(store):
 def test_read_only_missing_file(tmp_path):
     with pytest.raises(StoreError, match="results store .* not found"):
         ResultsStore(tmp_path / "results.sqlite", read_only=True)
+
+
+def test_inference_and_device_round_trip(store):
+    store.record_disclosure(dict(DISCLOSURE, gpu_ids=[0], gpu_driver_version="550.54"))
+    add_trained(store, "a1")
+    row = store.trainings_frame().iloc[0]
+
+    assert row["inference_latency_s"] == pytest.approx(0.004)
+    assert row["inference_latency_per_image_s"] == pytest.approx(0.004 / 64)
+    assert row["inference_energy_kwh"] == pytest.approx(3e-9)
+    assert row["inference_batch_size"] == 64
+    assert row["inference_batches"] == 30
+    assert pd.isna(row["inference_error"])
+    assert row["training_seed"] == 7
+    assert row["device"] == "CPU"
+    assert bool(row["mixed_precision"]) is False
+    assert pd.isna(row["gpu_energy_flag"])
+    assert row["gpu_ids"] == "[0]"
+    assert row["gpu_driver_version"] == "550.54"
+
+
+def test_unmeasured_inference_is_null(store):
+    add_trained(store, "a1", inference=None)
+    add_trained(store, "a2", gpu_energy_flag="zero", device="GPU")
+    frame = store.trainings_frame().set_index("arch_id")
+
+    assert pd.isna(frame.loc["a1", "inference_latency_s"])
+    assert pd.isna(frame.loc["a1", "inference_energy_kwh"])
+    assert frame.loc["a2", "gpu_energy_flag"] == "zero"
+
+
+def test_status_counts_and_selection(store):
+    add_trained(store, "a1")
+    add_trained(store, "a2", status="diverged")
+    add_trained(store, "a3", status="failed")
+    add_trained(store, "a4")
+    kept, counts = select_trainings(store.trainings_frame())
+
+    assert store.status_counts() == {"ok": 2, "failed": 1, "diverged": 1}
+    assert counts == {"ok": 2, "failed": 1, "diverged": 1}
+    assert list(kept["arch_id"]) == ["a1", "a4"]
+    assert list(store.trainings_frame(statuses=("diverged",))["arch_id"]) == ["a2"]
+    assert EVALUATED_STATUSES == ("ok",)
+
+
+def test_select_trainings_invalid_status(store):
+    with pytest.raises(StoreError, match=r"invalid statuses \['done'\]"):
+        store.trainings_frame(statuses=("ok", "done"))
+
+
+def test_insert_rows_needs_empty_store(store):
+    add_trained(store, "a1")
+    rows = {table: store.read_rows(table) for table in ("architectures", "trainings")}
+
+    with pytest.raises(StoreError, match="is not empty; merge into a new file"):
+        store.insert_rows(rows)
+
+
+def test_read_rows_unknown_table(store):
+    with pytest.raises(StoreError, match="unknown table 'models'"):
+        store.read_rows("models")
+
+
+def create_version_1_store(path) -> None:
+    """Write a store with the columns of schema version 1 and one training."""
+    new_columns = {
+        name
+        for name, _ in TABLES["trainings"]
+        if name.startswith("inference_")
+        or name
+        in (
+            "training_seed", "device", "mixed_precision", "gpu_energy_flag", "gpu_ids",
+            "gpu_driver_version", "training_gpu_name",
+        )
+    }  # fmt: skip
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE run (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        columns = ", ".join(f"{name} {kind}" for name, kind in TABLES["architectures"])
+        conn.execute(f"CREATE TABLE architectures ({columns})")
+        kept = [(name, kind) for name, kind in TABLES["trainings"] if name not in new_columns]
+        conn.execute(f"CREATE TABLE trainings ({', '.join(f'{n} {k}' for n, k in kept)})")
+        columns = ", ".join(f"{name} {kind}" for name, kind in TABLES["epochs"])
+        conn.execute(f"CREATE TABLE epochs ({columns}, PRIMARY KEY (arch_id, epoch))")
+        conn.execute("INSERT INTO architectures (arch_id, phrase) VALUES ('old', 'input output')")
+        conn.execute(
+            "INSERT INTO trainings (arch_id, status, energy_kwh) VALUES ('old', 'ok', 1e-5)"
+        )
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+
+def test_version_1_store_read_only(tmp_path):
+    path = tmp_path / "results.sqlite"
+    create_version_1_store(path)
+    with ResultsStore(path, read_only=True) as store:
+        frame = store.trainings_frame()
+
+    assert list(frame.columns) == CSV_COLUMNS
+    assert frame.loc[0, "energy_kwh"] == pytest.approx(1e-5)
+    assert pd.isna(frame.loc[0, "inference_latency_s"])
+
+
+def test_version_1_store_upgraded_by_writer(tmp_path):
+    path = tmp_path / "results.sqlite"
+    create_version_1_store(path)
+    with ResultsStore(path) as store:
+        add_trained(store, "a1")
+        frame = store.trainings_frame().set_index("arch_id")
+        problems = store.integrity_check()
+    conn = sqlite3.connect(path)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+
+    assert version == SCHEMA_VERSION
+    assert problems == []
+    assert pd.isna(frame.loc["old", "inference_latency_s"])
+    assert frame.loc["a1", "inference_latency_s"] == pytest.approx(0.004)

@@ -1,103 +1,39 @@
 """Tests of cnngen.training: real Keras trainings on scikit-learn digits with a real tracker."""
 
 import dataclasses
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from codecarbon import OfflineEmissionsTracker
+from fixtures_training import (
+    FAST,
+    build_constant,
+    build_nan,
+    build_raising,
+    build_small,
+    load_digits_splits,
+)
 
+from cnngen import devices
+from cnngen.devices import TrainingDevice
 from cnngen.errors import MeasurementError, ParameterError, TrainingError
+from cnngen.inference import InferenceSettings
 from cnngen.store import ResultsStore
-from cnngen.training import TrainingConfig, run_batch, train_architecture
+from cnngen.training import TrainingConfig, float32_outputs, train_architecture
 
-FAST = TrainingConfig(epochs=1, measure_power_secs=0.5, idle_duration_s=0.5)
+TESTS_DIR = Path(__file__).parent
+FAKE_GPU = TrainingDevice(kind="GPU", gpu_name="Fake GPU", num_visible_gpus=1)
 
 
 @pytest.fixture(scope="module")
 def digits():
-    """Digits as 8x8x1 images in [0, 1], split 60/20/20 with stratification."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()
-    x = (bunch.images / 16.0).astype("float32")[..., np.newaxis]
-    y = bunch.target.astype("int64")
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=0.2, random_state=0, stratify=y
-    )
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=0.25, random_state=0, stratify=y_rest
-    )
-    info = SimpleNamespace(name="digits", input_shape=(8, 8, 1), num_classes=10)
-    return SimpleNamespace(
-        info=info,
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        summary=lambda: {"dataset": "digits", "num_train": len(y_train)},
-    )
-
-
-def build_small(input_shape, num_classes):
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.Input(input_shape),
-            keras.layers.Conv2D(8, 3, activation="relu"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(num_classes, activation="softmax"),
-        ]
-    )
-
-
-def build_nan(input_shape, num_classes):
-    """A model whose every output, and so its loss, is NaN."""
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.Input(input_shape),
-            keras.layers.Flatten(),
-            keras.layers.Lambda(lambda t: t * float("nan")),
-            keras.layers.Dense(num_classes, activation="softmax"),
-        ]
-    )
-
-
-def build_constant(input_shape, num_classes):
-    """A model that cannot learn: frozen zero weights give the same output for every image."""
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.Input(input_shape),
-            keras.layers.Flatten(),
-            keras.layers.Dense(
-                num_classes, activation="softmax", trainable=False, kernel_initializer="zeros"
-            ),
-        ]
-    )
-
-
-def build_raising(input_shape, num_classes):
-    raise ValueError("unknown layer 'conv9'")
-
-
-def item(arch_id: str, **fields):
-    return SimpleNamespace(
-        arch_id=arch_id,
-        phrase=f"input conv flatten dense output # {arch_id}",
-        seed=1,
-        params=None,
-        flops=100,
-        **fields,
-    )
+    return load_digits_splits()
 
 
 @pytest.mark.parametrize(
@@ -114,6 +50,11 @@ def item(arch_id: str, **fields):
         ({"country_iso_code": "be"}, MeasurementError, "invalid country_iso_code 'be'"),
         ({"measure_power_secs": 0}, MeasurementError, "invalid measure_power_secs 0"),
         ({"tracking_mode": "gpu"}, MeasurementError, "invalid tracking_mode 'gpu'"),
+        ({"mixed_precision": "yes"}, ParameterError, "mixed_precision='yes': expected True or"),
+        ({"deterministic": 1}, ParameterError, "deterministic=1: expected True or False"),
+        ({"inference_batches": -1}, ParameterError, "parameter inference_batches=-1"),
+        ({"inference_warmup_batches": 0.5}, ParameterError, "inference_warmup_batches=0.5"),
+        ({"inference_duration_s": -1.0}, ParameterError, "inference_duration_s=-1.0"),
     ],
 )
 def test_config_invalid(changes, error, message):
@@ -127,6 +68,12 @@ def test_config_defaults():
     assert (config.epochs, config.batch_size, config.learning_rate) == (1, 64, 1e-3)
     assert config.country_iso_code == "BEL"
     assert config.meter_settings().measure_power_secs == 1.0
+    assert config.meter_settings().gpu_ids is None
+    assert config.meter_settings(gpu_ids=(1,)).gpu_ids == (1,)
+    assert config.mixed_precision is False
+    assert config.inference_settings() == InferenceSettings(
+        batch_size=64, min_batches=30, warmup_batches=3, min_duration_s=2.0
+    )
 
 
 @pytest.mark.slow
@@ -230,151 +177,179 @@ def test_codecarbon_start_failure_keeps_training(digits, monkeypatch):
 
 
 @pytest.mark.slow
-def test_codecarbon_stop_failure_recorded(digits, monkeypatch, tmp_path):
-    def fail(self):
-        raise OSError("counter vanished")
+def test_train_measures_inference(digits):
+    result = train_architecture(build_small, digits, FAST, arch_id="small")
+    inference = result.inference
 
-    monkeypatch.setattr(OfflineEmissionsTracker, "_prepare_emissions_data", fail)
+    assert inference.error is None
+    assert inference.batch_size == FAST.batch_size
+    assert inference.num_batches >= FAST.inference_batches
+    assert inference.latency_s > 0
+    assert inference.latency_per_image_s == pytest.approx(inference.latency_s / FAST.batch_size)
+    assert inference.energy_kwh > 0
+    assert result.device == "CPU"
+    assert result.gpu_energy_flag is None
+
+
+def test_failed_training_has_no_inference(digits):
+    result = train_architecture(build_raising, digits, FAST, arch_id="broken")
+
+    assert result.inference is None
+
+
+@pytest.mark.slow
+def test_train_inference_turned_off(digits):
+    config = dataclasses.replace(FAST, inference_batches=0)
+    result = train_architecture(build_small, digits, config, arch_id="small")
+
+    assert result.status == "ok"
+    assert result.inference is None
+
+
+@pytest.mark.slow
+def test_train_seed_argument(digits):
+    config = dataclasses.replace(FAST, inference_batches=0)
+    default = train_architecture(build_small, digits, config, arch_id="a")
+    seeded = train_architecture(build_small, digits, config, arch_id="b", seed=12345)
+
+    assert default.training_seed == config.seed
+    assert seeded.training_seed == 12345
+    assert seeded.test_loss != default.test_loss
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3"])
+def test_train_invalid_seed(digits, seed):
+    with pytest.raises(ParameterError, match="invalid training parameter seed="):
+        train_architecture(build_small, digits, FAST, arch_id="a", seed=seed)
+
+
+@pytest.mark.slow
+def test_mixed_precision_training(digits):
+    import keras
+
+    config = dataclasses.replace(FAST, mixed_precision=True, inference_batches=2)
+    result = train_architecture(build_small, digits, config, arch_id="mixed")
+
+    assert result.status in ("ok", "diverged"), result.error
+    assert result.mixed_precision is True
+    assert math.isfinite(result.test_loss)
+    assert result.inference.latency_s > 0
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_float32_outputs_of_emitted_model(tmp_path):
+    import keras
+
+    from cnngen.keras_source import load_build_model, write_source
+    from cnngen.sampling import sample_resolved
+
+    write_source(sample_resolved(3, (8, 8, 1), 10), tmp_path / "a.py")
+    build_model = load_build_model(tmp_path / "a.py")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        original = build_model((8, 8, 1), 10)
+        model = float32_outputs(original)
+        predictions = model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        keras.backend.clear_session()
+
+    assert original.outputs[0].dtype == "float16"
+    assert model.outputs[0].dtype == "float32"
+    assert model.layers[-1].dtype_policy.name == "float32"
+    assert model.layers[-2].dtype_policy.name == "mixed_float16"
+    assert model.count_params() == original.count_params()
+    assert predictions.dtype == np.float32
+    assert np.allclose(predictions.sum(axis=1), 1.0, atol=1e-3)
+
+
+def test_float32_outputs_rejects_subclassed_model():
+    import keras
+
+    class Doubling(keras.Model):
+        def call(self, inputs):
+            return inputs * 2
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = Doubling()
+        model(np.zeros((1, 4), "float32"))
+        with pytest.raises(TrainingError, match="train this model with mixed_precision=False"):
+            float32_outputs(model)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        keras.backend.clear_session()
+
+
+@pytest.mark.slow
+def test_gpu_run_without_gpu_energy_flagged(digits, monkeypatch, tmp_path):
+    # A GPU is faked: CodeCarbon on this CPU machine then reports 0 kWh of GPU energy, which
+    # is what a GPU machine without NVML reports too.
+    monkeypatch.setattr(devices, "training_device", lambda: FAKE_GPU)
+    result = train_architecture(build_small, digits, FAST, arch_id="fake-gpu")
     with ResultsStore(tmp_path / "results.sqlite") as store:
-        run_batch(
-            [item("a1")], digits, FAST, store, build_model_for=lambda _: build_small, progress=False
-        )
+        store.add_architecture(SimpleNamespace(arch_id="fake-gpu", phrase="input output"))
+        store.record_training(result)
         row = store.trainings_frame().iloc[0]
 
-    assert row["status"] == "ok"
-    assert np.isnan(row["energy_kwh"])
-    assert "CodeCarbon failed to stop: OSError: counter vanished" in row["energy_error"]
+    assert result.device == "GPU"
+    assert result.gpu_energy_flag == "zero"
+    assert result.energy.gpu_energy_kwh is None
+    assert result.energy.gpu_power_w is None
+    assert result.energy.energy_kwh > 0
+    assert result.inference.energy_kwh is None
+    assert "GPU energy zero" in result.inference.error
+    assert row["gpu_energy_flag"] == "zero"
+    assert np.isnan(row["gpu_energy_kwh"])
+    assert row["device"] == "GPU"
 
 
 @pytest.mark.slow
-def test_batch_failure_continues(digits, tmp_path):
-    builders = {"a1": build_small, "a2": build_raising, "a3": build_small}
-    with ResultsStore(tmp_path / "results.sqlite") as store:
-        results = run_batch(
-            [item("a1"), item("a2"), item("a3")],
-            digits,
-            FAST,
-            store,
-            build_model_for=lambda it: builders[it.arch_id],
-            progress=False,
-        )
-        frame = store.trainings_frame().set_index("arch_id")
-        metadata = store.run_metadata()
+def test_gpu_run_with_failed_reading_flagged(digits, monkeypatch):
+    def fail(self):
+        raise RuntimeError("NVML unreadable")
 
-    assert [r.status for r in results] == ["ok", "failed", "ok"]
-    assert frame.loc["a2", "status"] == "failed"
-    assert frame.loc["a2", "error"] == "ValueError: unknown layer 'conv9'"
-    assert frame.loc["a3", "status"] == "ok"
-    assert frame.loc["a1", "dataset"] == "digits"
-    assert frame.loc["a1", "num_layers"] == 3
-    assert metadata["training_config"]["epochs"] == 1
-    assert metadata["dataset"] == {"dataset": "digits", "num_train": len(digits.y_train)}
-    assert metadata["disclosure"]["country_iso_code"] == "BEL"
-    assert metadata["idle_power_w"] > 0
+    monkeypatch.setattr(devices, "training_device", lambda: FAKE_GPU)
+    monkeypatch.setattr(OfflineEmissionsTracker, "_ensure_hardware_ready", fail)
+    config = dataclasses.replace(FAST, inference_batches=0)
+    result = train_architecture(build_small, digits, config, arch_id="fake-gpu")
+
+    assert result.status == "ok"
+    assert result.gpu_energy_flag == "missing"
+    assert result.energy.energy_kwh is None
 
 
-@pytest.mark.slow
-def test_batch_builder_raising_is_failed(digits, tmp_path):
-    def no_builder(it):
-        raise KeyError(it.arch_id)
+DETERMINISM_SCRIPT = """
+import dataclasses, json, sys
+sys.path.insert(0, {tests_dir!r})
+from fixtures_training import FAST, build_dropout, load_digits_splits
+from cnngen.training import train_architecture
 
-    with ResultsStore(tmp_path / "results.sqlite") as store:
-        results = run_batch(
-            [item("a1")], digits, FAST, store, build_model_for=no_builder, progress=False
-        )
-
-    assert results[0].status == "failed"
-    assert results[0].error == "KeyError: 'a1'"
+config = dataclasses.replace(FAST, epochs=2, deterministic=True, inference_batches=0)
+result = train_architecture(build_dropout, load_digits_splits(), config, arch_id="a", seed=11)
+rows = [[row.train_loss, row.val_loss, row.train_accuracy] for row in result.epoch_rows]
+print(json.dumps({{
+    "status": result.status, "test_accuracy": result.test_accuracy,
+    "test_loss": result.test_loss, "train_loss": result.train_loss, "epochs": rows,
+}}))
+"""
 
 
 @pytest.mark.slow
-def test_batch_resume_skips_finished(digits, tmp_path):
-    path = tmp_path / "results.sqlite"
-    built = []
-
-    def builder_for(it):
-        built.append(it.arch_id)
-        return build_raising if it.arch_id == "a2" else build_small
-
-    with ResultsStore(path) as store:
-        run_batch(
-            [item("a1"), item("a2")],
-            digits,
-            FAST,
-            store,
-            build_model_for=builder_for,
-            progress=False,
+def test_deterministic_training_repeats_exactly():
+    # Op determinism stays on for the rest of a process, so each training has its own.
+    script = DETERMINISM_SCRIPT.format(tests_dir=str(TESTS_DIR))
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
         )
-    with ResultsStore(path) as store:
-        resumed = run_batch(
-            [item("a1"), item("a2"), item("a3")],
-            digits,
-            FAST,
-            store,
-            build_model_for=builder_for,
-            progress=False,
-        )
-        retried = run_batch(
-            [item("a1"), item("a2"), item("a3")],
-            digits,
-            FAST,
-            store,
-            build_model_for=builder_for,
-            retry_failed=True,
-            progress=False,
-        )
-        finished = store.finished_ids()
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    first, second = outputs
 
-    assert [r.arch_id for r in resumed] == ["a3"]
-    assert [r.arch_id for r in retried] == ["a2"]
-    assert built == ["a1", "a2", "a3", "a2"]
-    assert finished == {"a1", "a2", "a3"}
-
-
-def test_batch_nothing_to_do(digits, tmp_path):
-    with ResultsStore(tmp_path / "results.sqlite") as store:
-        results = run_batch([], digits, FAST, store, build_model_for=lambda _: build_small)
-        metadata = store.run_metadata()
-
-    assert results == []
-    assert metadata == {}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("config_changes", "summary", "message"),
-    [
-        ({"epochs": 2}, None, "another training_config \\(epochs 1 stored, 2 now\\)"),
-        ({"seed": 5}, None, "another training_config \\(seed 0 stored, 5 now\\)"),
-        ({}, {"dataset": "digits", "num_train": 1}, "another dataset \\(num_train"),
-    ],
-)
-def test_batch_resume_rejects_other_setup(digits, tmp_path, config_changes, summary, message):
-    changed_data = SimpleNamespace(**vars(digits))
-    if summary is not None:
-        changed_data.summary = lambda: summary
-    with ResultsStore(tmp_path / "results.sqlite") as store:
-        run_batch([item("a1")], digits, FAST, store, build_model_for=lambda _: build_small)
-        with pytest.raises(TrainingError, match=message):
-            run_batch(
-                [item("a2")],
-                changed_data,
-                dataclasses.replace(FAST, **config_changes),
-                store,
-                build_model_for=lambda _: build_small,
-            )
-
-
-@pytest.mark.slow
-def test_batch_resume_allows_other_verbosity(digits, tmp_path):
-    with ResultsStore(tmp_path / "results.sqlite") as store:
-        run_batch([item("a1")], digits, FAST, store, build_model_for=lambda _: build_small)
-        resumed = run_batch(
-            [item("a2")],
-            digits,
-            dataclasses.replace(FAST, verbose=2, idle_duration_s=3.0),
-            store,
-            build_model_for=lambda _: build_small,
-        )
-
-    assert [result.status for result in resumed] == ["ok"]
+    assert first["status"] == "ok"
+    assert first["test_accuracy"] == second["test_accuracy"]
+    assert first["test_loss"] == second["test_loss"]
+    assert first["train_loss"] == second["train_loss"]
+    assert first["epochs"] == second["epochs"]
