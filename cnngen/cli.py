@@ -103,8 +103,25 @@ def cmd_run(args) -> int:
     from cnngen.pipeline import run_pipeline
 
     extra = dict(_parse_assignment(item) for item in args.parameter)
+    if args.shard is not None:
+        from cnngen.batch import parse_shard
+
+        index, count = parse_shard(args.shard)
+        extra["shard"] = f"{index}/{count}"
     output = run_pipeline(args.params, args.output, extra_parameters=extra or None)
     print(output)
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from cnngen.merge import merge_stores
+    from cnngen.store import ResultsStore
+
+    output = merge_stores(args.output, args.inputs)
+    with ResultsStore(output, read_only=True) as store:
+        counts = store.status_counts()
+    print(output)
+    print(", ".join(f"{status} {count}" for status, count in counts.items()))
     return 0
 
 
@@ -182,7 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-p", "--parameter", action="append", default=[], help="override a parameter: KEY=VALUE"
     )
+    run.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="train only shard I of N (1 <= I <= N) into results.shard-I-of-N.sqlite",
+    )
     run.set_defaults(handler=cmd_run)
+
+    merge = commands.add_parser(
+        "merge", help="merge the results stores of shards or runs into a new store"
+    )
+    merge.add_argument("output", type=Path, help="the new results.sqlite to write")
+    merge.add_argument("inputs", type=Path, nargs="+", help="results stores to merge")
+    merge.set_defaults(handler=cmd_merge)
 
     evaluate = commands.add_parser(
         "evaluate", help="evaluate the predictors on a run's results database"
