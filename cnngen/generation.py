@@ -293,29 +293,9 @@ def _draw(code_file: Path, image_file: Path, expected_params: int) -> None:
                 model.count_params(),
                 expected_params,
             )
-        _render(model, image_file)
+        render_png(model, image_file)
     finally:
         keras.backend.clear_session()
-
-
-def _render(model, image_file: Path) -> None:
-    try:
-        render_png(model, image_file)
-    except AssertionError as error:
-        # NOTE: Graphviz 2.43 aborts on some graphs with plot_model's default orthogonal edges
-        # ("Trapezoid-table overflow", about 1 architecture in 30), and pydot reports it as an
-        # AssertionError. Those pictures are drawn with straight edge segments instead.
-        logger.warning("%s: Graphviz failed (%s); drawing with polyline edges", image_file, error)
-        import keras
-
-        keras.utils.plot_model(
-            model,
-            to_file=str(image_file),
-            show_shapes=True,
-            show_layer_names=True,
-            dpi=72,
-            splines="polyline",
-        )
 
 
 def _flag_duplicates(architectures: list[GeneratedArchitecture]) -> list[GeneratedArchitecture]:

@@ -6,7 +6,6 @@ import sqlite3
 
 import pytest
 
-from cnngen import generation
 from cnngen.errors import CNNGenError, DatasetError, ParameterError
 from cnngen.generation import (
     COLUMNS,
@@ -158,15 +157,6 @@ def test_original_effective_sampling_differs(tmp_path):
 
 
 @pytest.mark.slow
-def test_graphviz_crash_falls_back_to_polyline(tmp_path, monkeypatch):
-    def crash(model, path, dpi=72):
-        raise AssertionError("\"dot\" with args ['-Tpng'] returned code: -6")
-
-    monkeypatch.setattr(generation, "render_png", crash)
-    frame = generate_architectures(tmp_path, "digits", 1, 0, phrases=[PINNED], progress=False)
-    assert (tmp_path / frame["image_path"][0]).read_bytes()[:4] == b"\x89PNG"
-
-
 @pytest.mark.parametrize(
     ("arguments", "error", "message"),
     [

@@ -69,3 +69,24 @@ def test_png_without_graphviz_raises(tmp_path, monkeypatch):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     with pytest.raises(CNNGenError, match="Graphviz"):
         render_png(model, tmp_path / "x.png")
+
+
+def test_graphviz_crash_falls_back_to_polyline(tmp_path, monkeypatch):
+    import keras
+
+    real_plot_model = keras.utils.plot_model
+    calls = []
+
+    def crash_on_orthogonal_edges(model, **options):
+        calls.append(options.get("splines", "ortho"))
+        if options.get("splines", "ortho") == "ortho":
+            raise AssertionError("\"dot\" with args ['-Tpng'] returned code: -6")
+        return real_plot_model(model, **options)
+
+    monkeypatch.setattr(keras.utils, "plot_model", crash_on_orthogonal_edges)
+    build_model = load_build_model(
+        write_source(sample_resolved(2, (8, 8, 1), 10), tmp_path / "a.py")
+    )
+    path = render_png(build_model(), tmp_path / "a.png")
+    assert calls == ["ortho", "polyline"]
+    assert path.read_bytes()[:4] == b"\x89PNG"
