@@ -85,7 +85,7 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("seed", "int", 0, "run seed of architectures, splits and weights",
                   minimum=0, maximum=2**32 - 1),
         # 01_generate_architectures.
-        Parameter("num_architectures", "int", 4, "number of architectures to sample",
+        Parameter("num_architectures", "int", 8, "number of architectures to sample",
                   minimum=1, maximum=1_000_000, fixed_per_run=False),
         Parameter("phrases", "str_list", [],
                   "hand-written phrases used instead of sampling; empty to sample"),
@@ -93,7 +93,7 @@ PARAMETERS: dict[str, Parameter] = {
                   "sampling probabilities: the original generator's configured values, or "
                   "those its code effectively used", choices=SAMPLING_PRESETS),
         # 02_train_architectures.
-        Parameter("epochs", "int", 1, "maximum number of training epochs", minimum=1,
+        Parameter("epochs", "int", 3, "maximum number of training epochs", minimum=1,
                   maximum=100_000),
         Parameter("batch_size", "int", 64, "images per gradient step", minimum=1,
                   maximum=1_000_000),
