@@ -159,13 +159,17 @@ class ResultsStore:
 
         Args:
             record: An :class:`ArchitectureRecord`, or any object with ``arch_id`` and
-                ``phrase`` attributes and optionally the other fields of that class.
+                ``phrase`` attributes and optionally the other fields of that class. The code
+                and image paths may be strings or path objects, stored as strings.
 
         Raises:
             StoreError: If arch_id or phrase is empty, or the id is stored with another phrase.
         """
         self._check_writable()
         row = {name: getattr(record, name, None) for name, _ in ARCHITECTURE_COLUMNS}
+        for name in ("code_path", "image_path"):
+            if isinstance(row[name], os.PathLike):
+                row[name] = os.fspath(row[name])
         for name in ("arch_id", "phrase"):
             if not isinstance(row[name], str) or not row[name].strip():
                 raise StoreError(f"invalid architecture {name} {row[name]!r}: expected text")

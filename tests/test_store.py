@@ -144,6 +144,17 @@ def test_add_architecture_fills_missing_values(store):
     assert row["params"] == 2970
 
 
+def test_add_architecture_accepts_paths(store, tmp_path):
+    store.add_architecture(
+        make_architecture("a1", code_path=tmp_path / "a1.py", image_path=tmp_path / "a1.png")
+    )
+    store.record_training(make_result("a1"))
+    row = store.trainings_frame().iloc[0]
+
+    assert row["code_path"] == str(tmp_path / "a1.py")
+    assert row["image_path"] == str(tmp_path / "a1.png")
+
+
 def test_add_architecture_phrase_conflict(store):
     store.add_architecture(ArchitectureRecord("a1", "input conv dense output"))
     with pytest.raises(StoreError, match="'a1' is stored with phrase 'input conv dense output'"):
