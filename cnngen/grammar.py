@@ -26,6 +26,8 @@ _HEAD_TOKENS = {
     CNNGenParser.DENSE,
 }
 _MAX_LISTED = 8
+# Deeper nesting than this exhausts Python's recursion limit in the solver and printer.
+MAX_MERGE_DEPTH = 50
 
 
 def _token_name(token_type: int) -> str:
@@ -103,8 +105,14 @@ def parse(phrase: str) -> Architecture:
     parser = CNNGenParser(CommonTokenStream(lexer))
     parser.removeErrorListeners()
     parser.addErrorListener(listener)
-    tree = parser.architecture()
-    return _Builder(phrase).architecture(tree)
+    try:
+        tree = parser.architecture()
+        return _Builder(phrase).architecture(tree)
+    except RecursionError:
+        # ANTLR's Python runtime recurses once per nesting level; Python's stack ends first.
+        raise PhraseSyntaxError(
+            phrase, 1, 0, phrase[:1], "merges are nested too deeply to parse; nest fewer levels"
+        ) from None
 
 
 class _Builder:
@@ -112,6 +120,7 @@ class _Builder:
 
     def __init__(self, phrase: str):
         self.phrase = phrase
+        self.depth = 0
 
     def architecture(self, ctx) -> Architecture:
         features = []
@@ -142,7 +151,11 @@ class _Builder:
         return self.layer(ctx.kind.text, ctx.arguments())
 
     def merge(self, ctx) -> Merge:
+        self.depth += 1
+        if self.depth > MAX_MERGE_DEPTH:
+            self.fail(ctx.start, f"merges are nested more than {MAX_MERGE_DEPTH} levels deep")
         bodies = tuple(self.merge_body(body) for body in ctx.mergeBody())
+        self.depth -= 1
         return Merge(bodies, self.arguments("merge", ctx.arguments()))
 
     def merge_body(self, ctx) -> MergeBody:

@@ -224,7 +224,12 @@ def read_parameters_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ParameterError(
             f"parameters file {path} not found; pass a YAML file such as parameters/quickstart.yaml"
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ParameterError(
+            f"parameters file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8"
+        ) from None
     try:
         values = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.MarkedYAMLError as error:

@@ -12,6 +12,7 @@ as ``<run directory>/notebooks/NN_*.ipynb``, tracebacks included when a cell fai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from cnngen.errors import CNNGenError, ParameterError
 from cnngen.parameters import (
     PARAMETERS,
     changed_fixed_parameters,
+    dataset_options,
     load_parameters,
     read_parameters_file,
     validate_parameters,
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 KERNEL_NAME = "python3"
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 PARAMETERS_FILE = "parameters.yaml"
+RUN_LOCK_FILE = "run.lock"
 
 
 def default_notebooks_dir() -> Path:
@@ -73,17 +76,80 @@ def run_pipeline(
     params = load_parameters(params_path, overrides=extra_parameters)
     params = _with_absolute_paths(params, run_dir)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_resumable(run_dir, params)
-    write_parameters(params, run_dir / PARAMETERS_FILE)
-    (run_dir / "notebooks").mkdir(exist_ok=True)
+    _check_phrases(params)
+    _check_dataset(params)
+    _make_run_dir(run_dir)
+    with _run_lock(run_dir):
+        _check_resumable(run_dir, params)
+        write_parameters(params, run_dir / PARAMETERS_FILE)
+        (run_dir / "notebooks").mkdir(exist_ok=True)
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    for notebook in tqdm(notebooks, desc="notebooks", unit="notebook"):
-        execute_notebook(notebook, run_dir / "notebooks" / notebook.name, params, run_dir)
+        for notebook in tqdm(notebooks, desc="notebooks", unit="notebook"):
+            execute_notebook(notebook, run_dir / "notebooks" / notebook.name, params, run_dir)
     logger.info("run finished: %s", run_dir)
     return run_dir
+
+
+def _check_phrases(params: Mapping[str, Any]) -> None:
+    """Parse and solve hand-written phrases before any notebook starts."""
+    from cnngen.datasets import get_dataset_info
+    from cnngen.grammar import parse
+    from cnngen.solver import solve
+
+    info = get_dataset_info(params["dataset"])
+    for index, phrase in enumerate(params.get("phrases") or []):
+        try:
+            solve(parse(phrase), info.input_shape, info.num_classes, seed=params["seed"])
+        except CNNGenError as error:
+            detail = error.one_line if hasattr(error, "one_line") else str(error)
+            raise ParameterError(f"invalid phrases[{index}]: {detail}") from None
+
+
+def _check_dataset(params: Mapping[str, Any]) -> None:
+    """Load the data set once, so a missing or corrupt file fails before any notebook starts."""
+    from cnngen.datasets import load_dataset
+
+    load_dataset(**dataset_options(params))
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CNNGenError(
+            f"cannot create run directory {run_dir}: {error.strerror}; choose another --output"
+        ) from None
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """Hold an exclusive lock on the run directory while its notebooks run."""
+    lock_path = run_dir / RUN_LOCK_FILE
+    try:
+        import fcntl
+    except ImportError:  # NOTE: no fcntl on Windows, so two runs there are not kept apart
+        yield
+        return
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise CNNGenError(
+                f"run directory {run_dir} is in use by another `cnngen run` (process {owner}); "
+                "wait for it to finish or choose another --output"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find_notebooks(notebooks_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -192,3 +192,17 @@ def test_committed_parser_equals_regenerated(tmp_path):
         assert generated.read_text() == committed.read_text(), (
             f"{generated.name} differs: regenerate the parser"
         )
+
+
+@pytest.mark.parametrize(
+    "depth, pattern", [(51, "nested more than 50 levels"), (3000, "nested too deeply to parse")]
+)
+def test_parse_rejects_deep_nesting(depth, pattern):
+    phrase = "input conv " + "[ ( conv " * depth + ", Empty ) ] " * depth + "flatten dense output"
+    with pytest.raises(PhraseSyntaxError, match=pattern):
+        parse(phrase)
+
+
+def test_parse_accepts_fifty_levels():
+    phrase = "input conv " + "[ ( conv " * 50 + ", Empty ) ] " * 50 + "flatten dense output"
+    assert parse(phrase).to_phrase() == phrase

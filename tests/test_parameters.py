@@ -220,3 +220,12 @@ def test_training_config_and_dataset_options():
     options = dataset_options(params)
     assert options["name"] == "digits"
     assert options["max_train"] == 100
+
+
+def test_non_utf8_file_is_rejected(tmp_path):
+    from cnngen.parameters import read_parameters_file
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("dataset: digits\n# café\n".encode("latin-1"))
+    with pytest.raises(ParameterError, match=r"latin1.yaml is not UTF-8 text .*save it as UTF-8"):
+        read_parameters_file(path)

@@ -185,3 +185,47 @@ def test_missing_notebooks_are_reported(tmp_path, make_folder, message):
 def test_default_notebooks_are_found():
     names = [path.name for path in find_notebooks()]
     assert names[:2] == ["01_generate_architectures.ipynb", "02_train_architectures.ipynb"]
+
+
+def test_invalid_phrase_fails_before_any_notebook(tmp_path, notebooks_dir):
+    _write_notebook(notebooks_dir, "01_do_nothing", "seed = 0  # seed", "pass")
+    phrases = [
+        "input conv flatten dense output",
+        "input conv(kernel=9, padding=valid) flatten dense output",
+    ]
+    with pytest.raises(ParameterError, match=r"invalid phrases\[1\]: .*kernel 9 is larger"):
+        run_pipeline({"phrases": phrases}, tmp_path / "run", notebooks_dir=notebooks_dir)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_fails_before_any_notebook(tmp_path, notebooks_dir):
+    from cnngen.errors import DatasetError
+
+    _write_notebook(notebooks_dir, "01_do_nothing", "seed = 0  # seed", "pass")
+    params = {"dataset": "cifar10", "data_dir": str(tmp_path / "no-such-folder")}
+    with pytest.raises(DatasetError, match="no-such-folder"):
+        run_pipeline(params, tmp_path / "run", notebooks_dir=notebooks_dir)
+    assert not (tmp_path / "run").exists()
+
+
+def test_output_that_is_a_file_is_rejected(tmp_path, notebooks_dir):
+    _write_notebook(notebooks_dir, "01_do_nothing", "seed = 0  # seed", "pass")
+    target = tmp_path / "a-file"
+    target.write_text("not a folder")
+    with pytest.raises(CNNGenError, match="cannot create run directory .*a-file"):
+        run_pipeline({}, target, notebooks_dir=notebooks_dir)
+
+
+def test_second_run_on_same_directory_is_rejected(tmp_path, notebooks_dir):
+    import fcntl
+
+    _write_notebook(notebooks_dir, "01_do_nothing", "seed = 0  # seed", "pass")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(run_dir / "run.lock", "w") as held:
+        held.write("12345")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(CNNGenError, match=r"in use by another `cnngen run` \(process 12345\)"):
+            run_pipeline({}, run_dir, notebooks_dir=notebooks_dir)
+    assert not (run_dir / "notebooks").exists()
