@@ -1,17 +1,34 @@
 """Tests of cnngen.predictors on features of sampled architectures."""
 
+import subprocess
+import sys
+import textwrap
+
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
+from cnngen.code_features import CODE_FEATURE_COLUMNS
 from cnngen.errors import CNNGenError
-from cnngen.features import PAPER_FEATURES, feature_frame
-from cnngen.predictors import PREDICTORS, DecisionTreePredictor, make_predictor
-from cnngen.predictors import tree as tree_module
-from cnngen.sampling import sample_many
+from cnngen.features import FEATURE_COLUMNS, PAPER_FEATURES, feature_frame
+from cnngen.predictors import (
+    PREDICTORS,
+    DecisionTreePredictor,
+    GradientBoostingPredictor,
+    PyCodePredictor,
+    RandomForestPredictor,
+    load_predictor,
+    make_predictor,
+    score_phrases,
+)
+from cnngen.predictors import files as files_module
+from cnngen.predictors.tabular import CHEAP_FEATURES, resolved_feature_table
+from cnngen.proxies import PROXY_COLUMNS
+from cnngen.sampling import sample_architecture, sample_many
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +180,8 @@ def test_save_to_missing_folder_rejected(fitted, tmp_path):
 
 def write_payload(path, fitted, **changes):
     payload = {
-        "format": tree_module.FILE_FORMAT,
-        "format_version": tree_module.FILE_FORMAT_VERSION,
+        "format": files_module.FILE_FORMAT,
+        "format_version": files_module.FILE_FORMAT_VERSION,
         "class": "DecisionTreePredictor",
         "cnngen_version": "0.1.0",
         "sklearn_version": "1.9.1",
@@ -202,6 +219,15 @@ def other_class(folder, fitted):
     return write_payload(folder / "gcn.joblib", fitted, **{"class": "NeuralPredictor"})
 
 
+def torch_file(folder, fitted):
+    """A zip archive, the container of torch.save, that holds no predictor."""
+    import zipfile
+
+    with zipfile.ZipFile(folder / "archive.pt", "w") as archive:
+        archive.writestr("data.txt", "not a predictor")
+    return folder / "archive.pt"
+
+
 BAD_FILES = [
     (missing_file, "not found"),
     (text_file, "is not a CNNGen predictor file"),
@@ -234,7 +260,8 @@ def test_make_predictor_by_name():
 
 
 @pytest.mark.parametrize(
-    ("name", "message"), [("dt", "Did you mean 'DT'"), ("GCN", "expected one of: DT")]
+    ("name", "message"),
+    [("dt", "Did you mean 'DT'"), ("GCN", "expected one of: DT, Py_code, RF, GB, Neural, Img")],
 )
 def test_make_predictor_unknown_name(name, message):
     with pytest.raises(CNNGenError, match=message):
@@ -247,3 +274,217 @@ def test_tree_independent_of_target_unit(features):
     in_joules = DecisionTreePredictor(random_state=0).fit(features, target)
     in_kwh = DecisionTreePredictor(random_state=0).fit(features, target * 1e-15)
     np.testing.assert_allclose(in_kwh.predict(features), in_joules.predict(features) * 1e-15)
+
+
+# The other feature predictors: Py_code, RF and GB.
+
+FAST_OPTIONS = {
+    "DT": {},
+    "Py_code": {"n_estimators": 20},
+    "RF": {"n_estimators": 10},
+    "GB": {"n_estimators": 20},
+}
+TABULAR = list(FAST_OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def cheap_table(resolved_list):
+    return resolved_feature_table(resolved_list, 2, CHEAP_FEATURES)
+
+
+@pytest.fixture(scope="module")
+def log_flops(cheap_table):
+    return np.log10(cheap_table["flops"].to_numpy())
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_predictor_fits_and_predicts(name, cheap_table, log_flops):
+    predictor = make_predictor(name, random_state=0, **FAST_OPTIONS[name])
+    assert predictor.fit(cheap_table, log_flops) is predictor
+    predicted = predictor.predict(cheap_table)
+    assert predicted.shape == (len(cheap_table),)
+    assert np.corrcoef(predicted, log_flops)[0, 1] > 0.5
+
+
+@pytest.mark.parametrize(
+    ("cls", "columns"),
+    [
+        (DecisionTreePredictor, PAPER_FEATURES),
+        (PyCodePredictor, CODE_FEATURE_COLUMNS),
+        (RandomForestPredictor, CHEAP_FEATURES),
+        (GradientBoostingPredictor, CHEAP_FEATURES),
+    ],
+)
+def test_default_feature_columns(cls, columns, cheap_table, log_flops):
+    predictor = cls(random_state=0)
+    if "n_estimators" in predictor.get_params():
+        predictor.set_params(n_estimators=5)
+    predictor.fit(cheap_table, log_flops)
+    assert list(predictor.feature_names_in_) == list(columns)
+
+
+@pytest.mark.parametrize("cls", [RandomForestPredictor, GradientBoostingPredictor])
+def test_ensembles_use_proxy_columns_present(cls, cheap_table, log_flops):
+    with_proxies = cheap_table.assign(**{name: log_flops + 1 for name in PROXY_COLUMNS})
+    predictor = cls(n_estimators=5, random_state=0).fit(with_proxies, log_flops)
+    assert list(predictor.feature_names_in_) == [*CHEAP_FEATURES, *PROXY_COLUMNS]
+    with pytest.raises(CNNGenError, match=r"features \['synflow', 'naswot', 'grad_norm'\]"):
+        predictor.predict(cheap_table)
+
+
+def test_py_code_ignores_proxy_columns(cheap_table, log_flops):
+    with_proxies = cheap_table.assign(synflow=log_flops)
+    predictor = PyCodePredictor(n_estimators=5, random_state=0).fit(with_proxies, log_flops)
+    assert "synflow" not in predictor.feature_names_in_
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_same_random_state_same_result(name, cheap_table, log_flops):
+    first = make_predictor(name, random_state=4, **FAST_OPTIONS[name]).fit(cheap_table, log_flops)
+    again = make_predictor(name, random_state=4, **FAST_OPTIONS[name]).fit(cheap_table, log_flops)
+    np.testing.assert_array_equal(first.predict(cheap_table), again.predict(cheap_table))
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_save_and_load_predictor_of_any_class(name, cheap_table, log_flops, tmp_path):
+    predictor = make_predictor(name, random_state=0, **FAST_OPTIONS[name])
+    predictor.fit(cheap_table, log_flops)
+    path = predictor.save(tmp_path / f"{name}.joblib")
+    for loaded in (load_predictor(path), type(predictor).load(path)):
+        assert type(loaded) is type(predictor)
+        np.testing.assert_array_equal(loaded.predict(cheap_table), predictor.predict(cheap_table))
+
+
+def test_load_with_wrong_class_rejected(cheap_table, log_flops, tmp_path):
+    path = PyCodePredictor(n_estimators=5).fit(cheap_table, log_flops).save(tmp_path / "p.joblib")
+    with pytest.raises(
+        CNNGenError, match="contains a PyCodePredictor, not a RandomForestPredictor"
+    ):
+        RandomForestPredictor.load(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [(text_file, "is not a CNNGen predictor file"), (torch_file, "PyTorch predictor file")],
+    ids=["text", "zip"],
+)
+def test_load_predictor_bad_file(make, message, fitted, tmp_path):
+    with pytest.raises(CNNGenError, match=message):
+        load_predictor(make(tmp_path, fitted))
+
+
+def test_make_predictor_rejects_unknown_option():
+    with pytest.raises(CNNGenError, match=r"invalid options \['trees'\] for predictor 'RF'"):
+        make_predictor("RF", trees=3)
+
+
+def test_make_predictor_passes_options():
+    predictor = make_predictor("GB", random_state=1, n_estimators=7)
+    assert predictor.n_estimators == 7
+    assert predictor.random_state == 1
+
+
+def stored_rows(resolved_list):
+    return pd.DataFrame(
+        {
+            "phrase": [r.to_phrase() for r in resolved_list],
+            "seed": pd.array([None] * len(resolved_list), dtype="Int64"),
+            "dataset": "digits",
+            "epochs": 2,
+        }
+    )
+
+
+def test_features_computed_from_stored_rows(resolved_list, cheap_table, log_flops):
+    predictor = RandomForestPredictor(n_estimators=5, random_state=0).fit(cheap_table, log_flops)
+    from_rows = predictor.predict(stored_rows(resolved_list))
+    np.testing.assert_array_equal(from_rows, predictor.predict(cheap_table))
+
+
+def test_rows_without_phrases_rejected(cheap_table, log_flops):
+    predictor = PyCodePredictor(n_estimators=5).fit(cheap_table, log_flops)
+    with pytest.raises(CNNGenError, match="pass a table with phrase, seed, dataset and epochs"):
+        predictor.predict(cheap_table[list(FEATURE_COLUMNS)])
+
+
+# Scoring many architectures without building models.
+
+
+@pytest.fixture(scope="module")
+def energy_tree(cheap_table, log_flops):
+    return DecisionTreePredictor(random_state=0).fit(cheap_table, log_flops)
+
+
+def test_score_phrases_accepts_every_kind_of_item(energy_tree, resolved_list, cheap_table):
+    expected = energy_tree.predict(cheap_table.iloc[:3])
+    items = [
+        resolved_list[0].to_phrase(),
+        resolved_list[1].architecture,
+        resolved_list[2],
+    ]
+    np.testing.assert_array_equal(score_phrases(energy_tree, items, "digits", 2), expected)
+
+
+def test_score_phrases_solves_bare_architectures(energy_tree):
+    bare = [sample_architecture(seed) for seed in range(4)]
+    scores = score_phrases(energy_tree, bare, "fashion_mnist", 2, seed=3)
+    again = score_phrases(energy_tree, bare, "fashion_mnist", 2, seed=3)
+    assert scores.shape == (4,)
+    np.testing.assert_array_equal(scores, again)
+
+
+@pytest.mark.parametrize(
+    ("items", "dataset", "message"),
+    [
+        (["input conv flatten dense"], "digits", "invalid phrase|expected|missing"),
+        ([42], "digits", "cannot score a int"),
+        (["input conv flatten dense output"], "mnist", "unknown data set 'mnist'"),
+    ],
+    ids=["bad phrase", "other object", "unknown data set"],
+)
+def test_score_phrases_bad_input(energy_tree, items, dataset, message):
+    with pytest.raises(CNNGenError, match=message):
+        score_phrases(energy_tree, items, dataset, 2)
+
+
+def test_score_phrases_rejects_other_input_shape(energy_tree, resolved_list):
+    with pytest.raises(CNNGenError, match="not for data set 'cifar10'"):
+        score_phrases(energy_tree, resolved_list[:1], "cifar10", 2)
+
+
+def test_score_phrases_unfitted_rejected(resolved_list):
+    with pytest.raises(CNNGenError, match="is not fitted"):
+        score_phrases(RandomForestPredictor(), resolved_list[:2], "digits", 2)
+
+
+def test_score_phrases_with_proxies_rejected(cheap_table, log_flops, resolved_list):
+    table = cheap_table.assign(**{name: log_flops for name in PROXY_COLUMNS})
+    predictor = RandomForestPredictor(n_estimators=5).fit(table, log_flops)
+    with pytest.raises(CNNGenError, match="uses the proxies"):
+        score_phrases(predictor, resolved_list[:2], "digits", 2)
+
+
+def test_scoring_imports_no_tensorflow(cheap_table, log_flops, tmp_path):
+    """Load saved DT, RF, GB and Py_code predictors and score phrases in a fresh process."""
+    for name in TABULAR:
+        predictor = make_predictor(name, random_state=0, **FAST_OPTIONS[name])
+        predictor.fit(cheap_table, log_flops).save(tmp_path / f"{name}.joblib")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from cnngen.predictors import load_predictor, score_phrases
+        from cnngen.sampling import sample_many
+
+        resolved = [r for _, r in sample_many(7, 20, (28, 28, 1), 10)]
+        phrases = [r.to_phrase() for r in resolved]
+        for name in {TABULAR!r}:
+            predictor = load_predictor({str(tmp_path)!r} + f"/{{name}}.joblib")
+            assert len(score_phrases(predictor, resolved, "fashion_mnist", 2)) == 20
+            assert len(score_phrases(predictor, phrases, "fashion_mnist", 2)) == 20
+        heavy = [m for m in ("tensorflow", "keras", "torch") if m in sys.modules]
+        print("heavy modules:", heavy)
+        sys.exit(1 if heavy else 0)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
