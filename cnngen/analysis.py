@@ -27,7 +27,7 @@ STATUS_COLOURS = {"ok": "tab:blue", "diverged": "tab:orange", "failed": "tab:red
 TARGET_LABELS = {
     "test_accuracy": "test accuracy",
     "energy_kwh": "energy per training",
-    "energy_kwh_per_epoch": "energy per epoch",
+    "energy_per_epoch_kwh": "energy per epoch",
 }
 
 
@@ -229,25 +229,31 @@ def plot_accuracy_vs_cumulative_energy(epochs, disclosure=None, figures_dir=None
     )
 
 
-def plot_predicted_vs_measured(predictions, target: str, disclosure=None, figures_dir=None):
+def plot_predicted_vs_measured(
+    predictions, target: str, disclosure=None, figures_dir=None, train_size=None
+):
     """Draw predicted against measured values of held-out architectures, with the diagonal.
 
     Args:
-        predictions: ``Evaluation.predictions``: columns predictor, target, measured,
-            predicted (all repetitions are drawn).
+        predictions: ``Evaluation.predictions``: columns predictor, target, train_size,
+            measured, predicted (every repetition of the training size is drawn).
         target: The target to draw, such as ``test_accuracy`` or ``energy_kwh``.
         disclosure: The measurement disclosure, for energy axis labels.
         figures_dir: Folder of the PNG ``predicted_vs_measured_<target>.png``, or None.
+        train_size: The training size whose predictions are drawn; None draws the largest.
     """
     import seaborn as sns
 
     data = predictions[predictions["target"] == target]
+    if len(data) and "train_size" in data:
+        size = data["train_size"].max() if train_size is None else train_size
+        data = data[data["train_size"] == size]
     label = TARGET_LABELS.get(target, target)
     if target.startswith("energy"):
         label = energy_label(disclosure, label)
     figure, axes = _new_figure()
     if _has_rows(axes, data, f"no predictions of {target}"):
-        sns.scatterplot(data=data, x="measured", y="predicted", hue="predictor", alpha=0.7, ax=axes)
+        sns.scatterplot(data=data, x="measured", y="predicted", hue="predictor", alpha=0.6, ax=axes)
         low = min(data["measured"].min(), data["predicted"].min())
         high = max(data["measured"].max(), data["predicted"].max())
         axes.plot(
@@ -255,9 +261,69 @@ def plot_predicted_vs_measured(predictions, target: str, disclosure=None, figure
         )
         axes.legend()
     axes.set(xlabel=f"measured {label}", ylabel=f"predicted {label}")
-    axes.set_title(f"Held-out predictions of {TARGET_LABELS.get(target, target)}")
+    title = f"Held-out predictions of {TARGET_LABELS.get(target, target)}"
+    if len(data) and "train_size" in data:
+        title += f", {int(data['train_size'].iloc[0])} training architectures"
+    axes.set_title(title)
     note = energy_source_note(disclosure) if target.startswith("energy") else None
     return _finish(figure, figures_dir, f"predicted_vs_measured_{target}", note)
+
+
+def plot_tau_vs_train_size(summary, target: str, figures_dir=None):
+    """Draw each predictor's mean Kendall tau against the number of training architectures.
+
+    Trained predictors are solid lines with the standard deviation over repetitions as a
+    band; rankings with no training (parameters, FLOPs, proxies) are dashed lines. A size
+    where tau is undefined in every repetition leaves a gap.
+
+    Args:
+        summary: ``Evaluation.summary``.
+        target: The target to draw.
+        figures_dir: Folder of the PNG ``tau_vs_train_size_<target>.png``, or None.
+    """
+    import pandas as pd
+
+    data = summary[(summary["target"] == target) & summary["train_size"].notna()].copy()
+    for column in ("train_size", "kendall_tau_mean", "kendall_tau_std"):
+        data[column] = pd.to_numeric(data[column], errors="coerce").astype(float)
+    figure, axes = _new_figure()
+    if _has_rows(axes, data, f"no scores of {target}"):
+        _tau_lines(axes, data)
+        axes.legend(fontsize="small", ncol=2)
+    axes.axhline(0.0, color="grey", linewidth=0.8)
+    axes.set(xlabel="training architectures (log scale)", ylabel="Kendall tau on the test set")
+    axes.set_title(f"Kendall tau of {TARGET_LABELS.get(target, target)} against training size")
+    return _finish(figure, figures_dir, f"tau_vs_train_size_{target}")
+
+
+def _tau_lines(axes, data) -> None:
+    import seaborn as sns
+
+    trained = data[data["kind"] == "predictor"]
+    names = list(dict.fromkeys(trained["predictor"]))
+    palette = dict(zip(names, sns.color_palette(n_colors=len(names)), strict=True))
+    sns.lineplot(
+        data=trained, x="train_size", y="kendall_tau_mean", hue="predictor", palette=palette,
+        marker="o", ax=axes,
+    )  # fmt: skip
+    for name, group in trained.groupby("predictor", sort=False):
+        std = group["kendall_tau_std"].fillna(0.0)
+        mean = group["kendall_tau_mean"]
+        axes.fill_between(
+            group["train_size"], mean - std, mean + std, color=palette[name], alpha=0.15
+        )
+    rankings = data[data["kind"] != "predictor"]
+    for name, group in rankings.groupby("predictor", sort=False):
+        axes.plot(
+            group["train_size"],
+            group["kendall_tau_mean"],
+            linestyle="--",
+            label=f"{name} (ranking)",
+        )
+    axes.set_xscale("log")
+    sizes = sorted(set(data["train_size"].astype(int)))
+    axes.set_xticks(sizes, [str(size) for size in sizes])
+    axes.minorticks_off()
 
 
 def _new_figure():

@@ -127,10 +127,34 @@ def cmd_merge(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from cnngen.evaluation import evaluate_database
+    from cnngen.evaluation import run_evaluation
+    from cnngen.evaluation_inputs import parse_train_sizes
 
-    table = evaluate_database(args.database, repetitions=args.repetitions, seed=args.seed)
-    print(table.to_string())
+    evaluation = run_evaluation(
+        args.database,
+        predictors=args.predictors,
+        targets=args.targets,
+        train_sizes=parse_train_sizes(args.sizes),
+        repetitions=args.repetitions,
+        seed=args.seed,
+        statuses=args.statuses,
+        proxies=args.proxies,
+        proxy_cache=args.proxy_cache,
+        progress=True,
+    )
+    counts = ", ".join(f"{status} {count}" for status, count in evaluation.status_counts.items())
+    print(f"stored trainings: {counts}; evaluated statuses: {', '.join(evaluation.statuses)}")
+    for target, sizes in evaluation.skipped_sizes.items():
+        for size, pool in sizes.items():
+            print(f"skipped {target} training size {size}: the training pool has {pool}")
+    columns = [
+        "predictor", "target", "train_size", "kendall_tau_mean", "kendall_tau_std",
+        "spearman_mean", "mae_mean", "mae_std", "within_10pct_mean", "p_vs_best", "note",
+    ]  # fmt: skip
+    print(evaluation.summary[columns].to_string(index=False))
+    if args.output:
+        evaluation.summary.to_csv(args.output, index=False)
+        print(args.output)
     return 0
 
 
@@ -215,13 +239,44 @@ def build_parser() -> argparse.ArgumentParser:
     merge.set_defaults(handler=cmd_merge)
 
     evaluate = commands.add_parser(
-        "evaluate", help="evaluate the predictors on a run's results database"
+        "evaluate", help="evaluate the predictors on a run's results or a Parquet export"
     )
-    evaluate.add_argument("database", type=Path, help="results.sqlite of a run")
     evaluate.add_argument(
-        "--repetitions", type=int, default=10, help="repetitions with different seeds"
+        "database",
+        type=Path,
+        help="results.sqlite, a run directory, or results.parquet of scripts/export_reference.py",
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    evaluate.add_argument(
+        "--predictors", nargs="+", default=["DT", "Py_code", "RF", "GB"],
+        help="predictor names (default: DT Py_code RF GB)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--targets", nargs="+", default=["test_accuracy", "energy_kwh", "energy_per_epoch_kwh"],
+        help="targets to predict (default: all three)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--sizes", nargs="+", default=["10", "25", "50", "100", "200", "400", "all"],
+        help="training sizes in distinct architectures, or 'all' (default: 10 to 400 and all)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--repetitions", type=int, default=10, help="subsamples and seeds per training size"
+    )
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="seed of the held-out split and of the subsamples"
+    )
+    evaluate.add_argument(
+        "--statuses", nargs="+", default=["ok"], help="training statuses to evaluate (default: ok)"
+    )
+    evaluate.add_argument(
+        "--proxies", action="store_true",
+        help="also compute the zero-cost proxies (needs TensorFlow and the run's data set)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--proxy-cache",
+        type=Path,
+        help="Parquet cache of the proxies (default: beside the results)",
+    )
+    evaluate.add_argument("-o", "--output", type=Path, help="also write the summary to this CSV")
     evaluate.set_defaults(handler=cmd_evaluate)
     return parser
 

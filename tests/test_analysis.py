@@ -196,9 +196,16 @@ def test_cumulative_energy_is_per_architecture(run):
         assert x == sorted(x)
 
 
-@pytest.mark.parametrize("target", ["test_accuracy", "energy_kwh", "energy_kwh_per_epoch"])
-def test_predicted_vs_measured(run, tmp_path, target):
-    evaluation = run_evaluation(run.output_dir, repetitions=2)
+@pytest.fixture(scope="module")
+def evaluation(run):
+    return run_evaluation(
+        run.output_dir, predictors=("DT", "Py_code"), train_sizes=(3, "all"), repetitions=2,
+        predictor_options={"Py_code": {"n_estimators": 10}},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", ["test_accuracy", "energy_kwh", "energy_per_epoch_kwh"])
+def test_predicted_vs_measured(run, evaluation, tmp_path, target):
     figure = analysis.plot_predicted_vs_measured(
         evaluation.predictions, target, run.disclosure, tmp_path
     )
@@ -207,6 +214,33 @@ def test_predicted_vs_measured(run, tmp_path, target):
     assert axes.get_xlabel().startswith("measured ")
     assert axes.get_ylabel().startswith("predicted ")
     assert ("estimated" in axes.get_xlabel()) == target.startswith("energy")
+
+
+def test_predicted_vs_measured_draws_one_size(evaluation):
+    largest = int(evaluation.predictions["train_size"].max())
+    figure = analysis.plot_predicted_vs_measured(evaluation.predictions, "energy_kwh")
+    assert figure.axes[0].get_title().endswith(f", {largest} training architectures")
+    smallest = analysis.plot_predicted_vs_measured(
+        evaluation.predictions, "energy_kwh", train_size=3
+    )
+    assert smallest.axes[0].get_title().endswith(", 3 training architectures")
+
+
+@pytest.mark.parametrize("target", ["test_accuracy", "energy_kwh", "energy_per_epoch_kwh"])
+def test_tau_vs_train_size(evaluation, tmp_path, target):
+    figure = analysis.plot_tau_vs_train_size(evaluation.summary, target, tmp_path)
+    axes = figure.axes[0]
+    assert (tmp_path / f"tau_vs_train_size_{target}.png").stat().st_size > 0
+    assert axes.get_title().startswith("Kendall tau of ")
+    assert axes.get_xlabel() == "training architectures (log scale)"
+    assert axes.get_ylabel() == "Kendall tau on the test set"
+    labels = set(axes.get_legend_handles_labels()[1])
+    assert {"DT", "Py_code", "params (ranking)", "flops (ranking)"} <= labels
+
+
+def test_tau_vs_train_size_without_scores(evaluation):
+    figure = analysis.plot_tau_vs_train_size(evaluation.summary, "no_such_target")
+    assert figure.axes[0].texts[0].get_text() == "no scores of no_such_target"
 
 
 def test_plots_leave_no_pyplot_figures(run):
