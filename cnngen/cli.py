@@ -20,6 +20,13 @@ from cnngen.errors import CNNGenError, PhraseSyntaxError
 EXIT_USAGE = 2
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
 def _phrase(words: list[str]) -> str:
     return " ".join(words)
 
@@ -171,7 +178,10 @@ def _add_phrase_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", required=True, help="digits, fashion_mnist, cifar10 or cifar100"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the values the phrase leaves open (default 0)"
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the values the phrase leaves open (default 0)",
     )
 
 
@@ -191,7 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="print fully pinned random phrases")
     sample.add_argument("--count", type=int, required=True, help="number of phrases")
     sample.add_argument(
-        "--seed", type=int, default=0, help="run seed; each phrase gets a seed derived from it"
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="run seed; each phrase gets a seed derived from it",
     )
     sample.add_argument(
         "--dataset", required=True, help="data set whose input shape the values fit"
@@ -217,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="execute the notebooks with papermill for a parameter file"
     )
-    run.add_argument("params", help="a YAML file under parameters/")
+    run.add_argument("params", help="a YAML parameters file, such as parameters/quickstart.yaml")
     run.add_argument(
         "--output", required=True, help="run directory for notebooks, database, CSV and figures"
     )
@@ -293,8 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     except PhraseSyntaxError as error:
         print(f"cnngen {args.command}: invalid phrase: {error.one_line}", file=sys.stderr)
     except CNNGenError as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # Some messages list one problem per line (every invalid parameter of a file), so the
+        # whole message is printed; none of them carries a traceback.
+        message = str(error) or type(error).__name__
         print(f"cnngen {args.command}: {message}", file=sys.stderr)
+    except OSError as error:
+        # A file the user named could not be written or read (a folder, a missing parent).
+        where = f" {error.filename}" if error.filename else ""
+        print(f"cnngen {args.command}: cannot use{where}: {error.strerror}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"cnngen {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -120,3 +120,28 @@ def test_light_commands_import_no_framework():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "HEAVY []" in result.stdout
+
+
+def test_run_prints_every_invalid_parameter(tmp_path):
+    params = tmp_path / "typo.yaml"
+    params.write_text("dataset: digits\nepoch: 3\nseed: -1\n")
+    result = run_cli("run", str(params), "--output", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "unknown parameter 'epoch'; did you mean 'epochs'?" in result.stderr
+    assert "seed" in result.stderr.split("epoch", 1)[1]
+    assert "Traceback" not in result.stderr
+
+
+def test_emit_into_folder_is_one_line(tmp_path):
+    result = run_cli(
+        "emit", "input conv flatten dense output", "--dataset", "digits", "-o", str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert f"cannot use {tmp_path}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_negative_seed_is_rejected():
+    result = run_cli("sample", "--count", "1", "--seed", "-1", "--dataset", "digits")
+    assert result.returncode == 2
+    assert "must be a non-negative integer" in result.stderr
