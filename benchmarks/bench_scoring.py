@@ -8,7 +8,7 @@ The script samples ``count`` architectures for Fashion-MNIST as a search keeps t
 
 * sampling (drawing and solving the architectures);
 * printing their phrases, and parsing and solving ``parse_count`` of them again, as a search
-  that stores phrases would (reported separately, because a search that holds objects skips
+  that stores phrases would (reported separately, because a search that keeps objects skips
   it, and on a subset, because ANTLR's Python runtime is slow);
 * computing DT's features (the structural features) and predicting with DT;
 * computing RF's features (structural and code features, the code emitted and parsed with
