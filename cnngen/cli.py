@@ -114,7 +114,6 @@ def cmd_run(args) -> int:
         from cnngen.batch import parse_shard
 
         index, count = parse_shard(args.shard)
-        # NOTE: cnngen.parameters does not declare "shard" yet, so run_pipeline rejects it.
         extra["shard"] = f"{index}/{count}"
     output = run_pipeline(args.params, args.output, extra_parameters=extra or None)
     print(output)

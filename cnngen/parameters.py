@@ -134,6 +134,29 @@ PARAMETERS: dict[str, Parameter] = {
                   maximum=math.inf, exclusive=True, fixed_per_run=False),
         Parameter("retry_failed", "bool", False,
                   "train again the architectures whose training failed", fixed_per_run=False),
+        Parameter("shard", "str", None,
+                  "train only shard INDEX/COUNT of the architectures, such as 1/4; give each "
+                  "shard its own output directory and combine them with `cnngen merge`",
+                  optional=True),
+        # 04_evaluate_predictors.
+        Parameter("eval_predictors", "str_list", ["Neural", "Img", "Py_code", "DT", "RF", "GB"],
+                  "predictors to evaluate, in table order", fixed_per_run=False),
+        Parameter("train_sizes", "str_list", ["10", "25", "50", "100", "200", "400", "all"],
+                  "training-set sizes in distinct architectures, or all", fixed_per_run=False),
+        Parameter("torch_train_sizes", "str_list", ["10", "25", "50", "100"],
+                  "training-set sizes at which Neural and Img are fitted", fixed_per_run=False),
+        Parameter("repetitions", "int", 10, "subsamples and seeds per training size",
+                  minimum=1, maximum=10_000, fixed_per_run=False),
+        Parameter("max_architectures", "int", None,
+                  "evaluate only the first N architectures by id; None for all", minimum=1,
+                  maximum=10**9, optional=True, fixed_per_run=False),
+        Parameter("neural_epochs", "int", 100, "training epochs of the Neural predictor",
+                  minimum=1, maximum=100_000, fixed_per_run=False),
+        Parameter("image_epochs", "int", 5, "training epochs of the Img predictor", minimum=1,
+                  maximum=100_000, fixed_per_run=False),
+        Parameter("proxies", "bool", False,
+                  "compute the zero-cost proxies synflow and NASWOT (cached in the run)",
+                  fixed_per_run=False),
     )
 }  # fmt: skip
 
