@@ -488,3 +488,17 @@ def test_scoring_imports_no_tensorflow(cheap_table, log_flops, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_load_predictor_reads_torch_file(resolved_list, log_flops, tmp_path):
+    pytest.importorskip("torch")
+    from cnngen.predictors import NeuralPredictor
+
+    predictor = NeuralPredictor(epochs=1, random_state=0, device="cpu")
+    predictor.fit(resolved_list[:6], log_flops[:6])
+    path = predictor.save(tmp_path / "neural.pt")
+    loaded = load_predictor(path)
+    assert type(loaded) is NeuralPredictor
+    np.testing.assert_allclose(
+        loaded.predict(resolved_list[:6]), predictor.predict(resolved_list[:6]), rtol=1e-6
+    )
