@@ -123,3 +123,24 @@ def test_docs_describe_every_parameter():
     text = (ROOT / "docs" / "notebooks.md").read_text(encoding="utf-8")
     for name in PARAMETERS:
         assert f"`{name}`" in text, name
+
+
+def test_strip_script_removes_outputs(tmp_path):
+    import subprocess
+    import sys
+
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    path = tmp_path / "executed.ipynb"
+    cell = new_code_cell("print(1)", execution_count=3, outputs=[new_output("stream", text="1\n")])
+    nbformat.write(new_notebook(cells=[cell]), path)
+    script = Path(__file__).parents[1] / "scripts" / "strip_notebook_outputs.py"
+    first = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
+    second = subprocess.run(
+        [sys.executable, str(script), str(path)], capture_output=True, text=True
+    )
+    assert first.returncode == 1
+    assert second.returncode == 0
+    stripped = nbformat.read(path, as_version=4).cells[0]
+    assert stripped.outputs == []
+    assert stripped.execution_count is None
