@@ -52,6 +52,7 @@ def write_csv_atomically(frame, target: Path) -> None:
     Raises:
         StoreError: If the file cannot be written.
     """
+    _remove_stale_temporaries(target)
     # A unique name opened with "x" gets the umask's permissions, unlike tempfile.mkstemp.
     temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
@@ -65,3 +66,24 @@ def write_csv_atomically(frame, target: Path) -> None:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete temporary files of earlier exports to target whose process no longer runs.
+
+    A killed export skips its cleanup, so its temporary file would otherwise stay forever.
+    """
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+        pid_text = leftover.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid_text.isdigit() and not _process_exists(int(pid_text)):
+            leftover.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

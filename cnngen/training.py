@@ -38,6 +38,7 @@ import dataclasses
 import functools
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,13 +170,26 @@ def train_architecture(
         result.inference = _measure_inference(model, data, config, meter_settings, result)
     except Exception as error:
         result.status = "failed"
-        result.error = f"{type(error).__name__}: {error}"
+        result.error = describe_error(error)
         logger.warning("training of %s failed: %s", arch_id, result.error)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         keras.backend.clear_session()
     result.finished_at = _now()
     return result
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def describe_error(error: BaseException) -> str:
+    """Return the exception's class and message as plain text for the store and the CSV.
+
+    Keras formats some messages with terminal colour codes and blank lines; they are removed.
+    """
+    text = _ANSI_ESCAPE.sub("", str(error))
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return f"{type(error).__name__}: " + "\n".join(lines)
 
 
 def failed_result(arch_id: str, config: TrainingConfig, error: Exception) -> TrainingResult:
@@ -185,7 +199,7 @@ def failed_result(arch_id: str, config: TrainingConfig, error: Exception) -> Tra
         arch_id=arch_id,
         status="failed",
         epochs=config.epochs,
-        error=f"{type(error).__name__}: {error}",
+        error=describe_error(error),
         started_at=now,
         finished_at=now,
     )
@@ -312,7 +326,7 @@ def _measure_inference(model, data, config, meter_settings, result) -> Inference
     except Exception as error:
         logger.warning("inference measurement of %s failed: %s", result.arch_id, error)
         return InferenceCost(
-            batch_size=settings.batch_size, error=f"{type(error).__name__}: {error}"
+            batch_size=settings.batch_size, error=describe_error(error)
         )
 
 

@@ -192,10 +192,6 @@ def test_fault_recorded_and_batch_continues(
     assert problems == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training.py stores Keras's message as is, with ANSI bold codes and blank lines",
-)
 def test_stored_error_is_plain_text(digits):
     result = train_architecture(build_wrong_input, digits, NO_INFERENCE, arch_id="a1")
 

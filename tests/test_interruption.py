@@ -369,11 +369,6 @@ def test_killed_export_keeps_previous_csv(killed_export):
         assert [row["arch_id"] for row in csv.DictReader(stream)] == ["a1", "a2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="write_csv_atomically removes its temporary file in a finally block, which SIGKILL "
-    "skips, and later exports do not remove such leftovers",
-)
 def test_killed_export_leaves_no_temporary_file(killed_export):
     with ResultsStore(killed_export.db) as store:
         store.export_csv(killed_export.target)
