@@ -231,6 +231,13 @@ def load_parameters(
     else:
         path = Path(source)
         values = read_parameters_file(path)
+    if overrides:
+        # Check the overrides on their own first, so an error does not blame the file.
+        try:
+            validate_parameters(dict(overrides), fill_defaults=False)
+        except ParameterError as error:
+            problems = str(error).split("\n", 1)[-1]
+            raise ParameterError(f"invalid parameters given with -p:\n{problems}") from None
     values.update(overrides or {})
     return validate_parameters(values, source=path)
 

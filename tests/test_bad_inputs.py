@@ -140,11 +140,6 @@ PARAMETER_CASES = [
             ("-p", "epochs=0"),
         ),
         id="invalid-override",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="load_parameters names the parameters file as the source of every value, "
-            "those given with -p included",
-        ),
     ),
     pytest.param(
         Case(
