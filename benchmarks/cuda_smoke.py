@@ -8,7 +8,7 @@ GPU energy flag and the inference cost. Most of its time goes to TensorFlow's st
 idle measurement and 2 short trainings: with ``--allow-cpu --epochs 1`` on a 2-core CPU
 machine it took about 70 s.
 
-Exit status: 0 when TensorFlow sees a GPU and every training has a positive GPU energy, 1 when
+Exit status: 0 when TensorFlow lists a GPU and every training has a positive GPU energy, 1 when
 a training has none (flagged "zero" or "missing") or failed, 2 when no GPU is visible (unless
 ``--allow-cpu``, which runs the same steps on the CPU to check the script itself).
 

@@ -72,7 +72,7 @@ def load_run(output_dir: str | os.PathLike) -> RunResults:
 
 
 def energy_label(disclosure: dict | None, quantity: str = "energy") -> str:
-    """Return an energy axis label in kWh that tells whether the energy is estimated.
+    """Return an energy axis label in kWh that states whether the energy is estimated.
 
     Args:
         disclosure: The store's measurement disclosure (its ``cpu_energy_source`` and

@@ -5,7 +5,7 @@ that CodeCarbon measures that GPU and not its neighbours. It also reads the NVID
 version and flags a GPU training whose GPU energy is zero or missing. It leaves the measurement to
 ``cnngen.energy`` and the choice of device to TensorFlow: nothing here hides or selects a GPU.
 
-Without a distribution strategy, Keras places a model on the first GPU TensorFlow sees
+Without a distribution strategy, Keras places a model on the first GPU TensorFlow lists
 (``/GPU:0``), and on the CPU when there is none. ``/GPU:0`` is numbered in CUDA's order among
 the GPUs of ``CUDA_VISIBLE_DEVICES``, while NVML numbers every GPU of the machine in PCI order,
 so the two indices are matched through the GPU's PCI bus id.
@@ -30,9 +30,9 @@ class TrainingDevice:
     """The device Keras trains on in this process.
 
     Attributes:
-        kind: "GPU" when TensorFlow sees a GPU, else "CPU".
+        kind: "GPU" when TensorFlow lists a GPU, else "CPU".
         gpu_name: Name of the training GPU as TensorFlow reports it, or None.
-        num_visible_gpus: Number of GPUs TensorFlow sees. Keras trains on the first one.
+        num_visible_gpus: Number of GPUs TensorFlow lists. Keras trains on the first one.
         nvml_index: NVML index of the training GPU, or None when it could not be matched.
         driver_version: NVIDIA driver version read through NVML, or None.
     """
@@ -51,10 +51,10 @@ class TrainingDevice:
 
 @functools.cache
 def training_device() -> TrainingDevice:
-    """Detect the device Keras trains on; the answer is cached for the process.
+    """Detect the device Keras trains on; the result is cached for the process.
 
     Returns:
-        A CPU device when TensorFlow sees no GPU. For a GPU, the NVML index and driver version
+        A CPU device when TensorFlow lists no GPU. For a GPU, the NVML index and driver version
         are None when NVML or TensorFlow's device description is unavailable, and a warning
         says that CodeCarbon then chooses which GPUs to measure.
     """

@@ -68,7 +68,7 @@ def run_pipeline(
         ParameterError: If a parameter is invalid, or differs from the one stored in the run
             directory's ``parameters.yaml`` although the results depend on it.
         CNNGenError: If the notebooks folder is missing or empty, the Jupyter kernel cannot
-            start, or a notebook fails; the message names the notebook, the failing cell and
+            start, or a notebook fails. The message names the notebook, the failing cell and
             the executed copy that contains the traceback.
     """
     notebooks = find_notebooks(notebooks_dir)

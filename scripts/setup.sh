@@ -7,7 +7,7 @@
 #                                  image and graph predictors)
 #
 # System packages are installed with apt-get when it is available and we are root (or sudo
-# works without a password); otherwise the script says which ones are missing.
+# works without a password); otherwise the script lists the missing ones.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)

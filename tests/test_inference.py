@@ -73,7 +73,7 @@ def test_codecarbon_failure_gives_null_energy(model, images, monkeypatch):
 
 
 def test_gpu_without_gpu_energy_is_null(model, images):
-    # On this CPU machine CodeCarbon reads no GPU, which is what a GPU run without NVML sees.
+    # On this CPU machine CodeCarbon reads no GPU, as a GPU run without NVML does.
     settings = InferenceSettings(batch_size=8, min_batches=3, warmup_batches=1, min_duration_s=0)
     cost = measure_inference(model, images, settings, METER, device_kind="GPU")
 

@@ -220,7 +220,7 @@ def other_class(folder, fitted):
 
 
 def torch_file(folder, fitted):
-    """A zip archive, the container of torch.save, that holds no predictor."""
+    """A zip archive, the container of torch.save, that contains no predictor."""
     import zipfile
 
     with zipfile.ZipFile(folder / "archive.pt", "w") as archive:
