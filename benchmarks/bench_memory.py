@@ -2,18 +2,24 @@
 
 Samples 5 architectures for digits (bundled with scikit-learn), emits their Keras source, and
 trains them through ``cnngen.batch.run_batch`` (CodeCarbon tracker, inference measurement, a
-results store in a temporary folder). It records the process's peak resident set size
-(``resource.getrusage``) and current RSS (psutil). Then it trains 15 more items built from the
-same 5 architectures, so the sizes repeat, in the same process and store, and records both
-again. It prints the ratio of the peaks (target <= 1.1). A leak of Keras graphs or of
-CodeCarbon threads grows both figures with every architecture.
+results store in a temporary folder). Then it trains 15 more items built from the same 5
+architectures, so the sizes repeat, in the same store. After each part it records the peak
+resident set size (``resource.getrusage``) of the process that trains, and prints the ratio of
+the two peaks (target <= 1.1).
 
-With ``--plain`` the same architectures are trained by a plain Keras loop instead (build,
-compile, fit, evaluate, ``keras.backend.clear_session()``, ``gc.collect()``), without CNNGen's
-batch, tracker or store, which separates CNNGen's share of the growth from TensorFlow's.
+By default the batch trains in child processes replaced every 5 architectures
+(``--per-process 5``, as ``architectures_per_process`` in a run), and the peak is that of the
+largest child; the parent's own peak is printed too. With ``--per-process 0`` the batch trains
+in this process, which then grows by what TensorFlow keeps of every fitted model.
+
+With ``--plain`` the same architectures are trained by a plain Keras loop in this process
+(build, compile, fit, evaluate, ``keras.backend.clear_session()``, ``gc.collect()``), without
+CNNGen's batch, tracker or store, which separates CNNGen's share of the growth from
+TensorFlow's.
 
 Usage:
-    python benchmarks/bench_memory.py [--first 5] [--total 20] [--epochs 1] [--plain]
+    python benchmarks/bench_memory.py [--first 5] [--total 20] [--epochs 1]
+        [--per-process 5 | --plain]
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cnngen.batch import run_batch  # noqa: E402
 from cnngen.datasets import load_dataset  # noqa: E402
-from cnngen.keras_source import load_build_model, write_source  # noqa: E402
+from cnngen.keras_source import CodeFileModels, load_build_model, write_source  # noqa: E402
 from cnngen.sampling import architecture_seeds, sample_resolved  # noqa: E402
 from cnngen.store import ResultsStore  # noqa: E402
 from cnngen.training import TrainingConfig  # noqa: E402
@@ -48,6 +54,11 @@ def memory_mib() -> tuple[float, float]:
     return peak_mib, psutil.Process().memory_info().rss / 2**20
 
 
+def children_peak_mib() -> float:
+    """Return the peak RSS of the largest child process that has ended, in MiB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def make_items(folder: Path, num_architectures: int, total: int) -> list[SimpleNamespace]:
     """Emit num_architectures sampled architectures and return total items cycling over them."""
     architectures = []
@@ -60,19 +71,20 @@ def make_items(folder: Path, num_architectures: int, total: int) -> list[SimpleN
         seed, phrase, path = architectures[position % num_architectures]
         items.append(
             SimpleNamespace(
-                arch_id=f"m{position + 1:03d}", phrase=phrase, seed=seed, code_path=path
+                arch_id=f"m{position + 1:03d}", phrase=phrase, seed=seed, code_path=path.name
             )
         )
     return items
 
 
-def train_plain(items, data, epochs: int) -> None:
+def train_plain(items, folder: Path, data, epochs: int) -> None:
     """Train the items with a plain Keras loop that frees Keras's state after each one."""
     import keras
 
     for item in items:
         keras.utils.set_random_seed(item.seed)
-        model = load_build_model(item.code_path)(data.info.input_shape, data.info.num_classes)
+        build_model = load_build_model(folder / item.code_path)
+        model = build_model(data.info.input_shape, data.info.num_classes)
         model.compile(
             optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
         )
@@ -88,6 +100,12 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=5, help="trainings before the first record")
     parser.add_argument("--total", type=int, default=20, help="trainings in all")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per training")
+    parser.add_argument(
+        "--per-process",
+        type=int,
+        default=5,
+        help="trainings per child process; 0 trains in this process",
+    )
     parser.add_argument("--plain", action="store_true", help="train with a plain Keras loop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -99,25 +117,35 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         items = make_items(Path(folder), args.first, args.total)
         if args.plain:
-            train_plain(items[: args.first], data, args.epochs)
+            train_plain(items[: args.first], Path(folder), data, args.epochs)
             peak_first, current_first = memory_mib()
-            train_plain(items[args.first :], data, args.epochs)
+            train_plain(items[args.first :], Path(folder), data, args.epochs)
             peak_total, current_total = memory_mib()
             print("plain Keras loop")
             report(args, peak_first, current_first, peak_total, current_total)
             return 0
         with ResultsStore(Path(folder) / "results.sqlite") as store:
-
-            def build_model_for(item):
-                return load_build_model(item.code_path)
-
-            run_batch(items[: args.first], data, config, store, build_model_for=build_model_for)
+            options = {
+                "build_model_for": CodeFileModels(Path(folder)),
+                "architectures_per_process": args.per_process,
+            }
+            run_batch(items[: args.first], data, config, store, **options)
             peak_first, current_first = memory_mib()
-            run_batch(items, data, config, store, build_model_for=build_model_for)
+            children_first = children_peak_mib()
+            run_batch(items, data, config, store, **options)
             peak_total, current_total = memory_mib()
+            children_total = children_peak_mib()
             counts = store.status_counts()
 
     print(f"trainings: {counts}")
+    if args.per_process:
+        print(f"in child processes replaced every {args.per_process} trainings")
+        print(f"after {args.first:3d}: peak RSS of the children {children_first:8.1f} MiB")
+        print(f"after {args.total:3d}: peak RSS of the children {children_total:8.1f} MiB")
+        print(f"peak RSS ratio {children_total / children_first:.3f} (target <= 1.1)")
+        print(f"parent process: peak RSS {peak_first:.1f} MiB, then {peak_total:.1f} MiB")
+        return 0
+    print("in this process")
     report(args, peak_first, current_first, peak_total, current_total)
     return 0
 

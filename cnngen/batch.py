@@ -21,7 +21,6 @@ import dataclasses
 import gc
 import json
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
@@ -30,7 +29,8 @@ from typing import Any
 from cnngen import devices
 from cnngen.disclosure import collect_disclosure
 from cnngen.errors import TrainingError
-from cnngen.training import TrainingConfig, TrainingResult, failed_result, train_architecture
+from cnngen.training import TrainingConfig, TrainingResult, train_item
+from cnngen.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ def run_batch(
     retry_failed: bool = False,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
+    architectures_per_process: int = 0,
 ) -> list[TrainingResult]:
     """Train every item the store has not finished, recording each as soon as it ends.
 
@@ -59,7 +60,10 @@ def run_batch(
 
     Each item is trained with its own ``seed`` (the architecture's seed, derived from the run
     seed), or with ``config.seed`` when it has none. Between items, Keras's global state is
-    cleared and Python's garbage collector runs, so that memory stays flat over long batches.
+    cleared and Python's garbage collector runs. TensorFlow still keeps part of each fitted
+    model's state for the life of the process, so a long batch should train in child processes
+    (``architectures_per_process``, see ``cnngen.workers``), which also confines a crash to one
+    architecture.
 
     Args:
         items: Objects with ``arch_id`` and ``phrase`` and optionally ``seed``, ``params``,
@@ -74,6 +78,9 @@ def run_batch(
         progress: Show a tqdm progress bar.
         shard: ``(index, count)`` to train only shard ``index`` of ``count`` (numbered from
             1, see the module docstring), or None for every item.
+        architectures_per_process: Train in a child process replaced after this many
+            trainings (``build_model_for`` must then be picklable), or 0 to train in this
+            process.
 
     Returns:
         The results of the items trained by this call, in order.
@@ -95,20 +102,22 @@ def run_batch(
     )
     if not pending:
         return []
+    if architectures_per_process:
+        trainer = WorkerPool(data, config, build_model_for, architectures_per_process)
+    else:
+        trainer = _InProcess(data, config, build_model_for)
     _record_run_setup(store, data, config, shard)
 
     results = []
-    for item in tqdm(pending, desc="training", unit="arch", disable=not progress):
-        store.add_architecture(_with_dataset(item, data))
-        result = _train_item(item, data, config, build_model_for)
-        store.record_training(result)
-        results.append(result)
-        logger.info("%s: %s, test accuracy %s", item.arch_id, result.status, result.test_accuracy)
-        # train_architecture cleared Keras's session; collecting now frees the model's graph.
-        # NOTE: TensorFlow 2.21 still keeps the traced graphs of each fitted model alive
-        # (about 20 MiB per small architecture), as a plain Keras loop does too. A long run
-        # grows by that much per architecture unless it is split into shards or restarted.
-        gc.collect()
+    with trainer:
+        for item in tqdm(pending, desc="training", unit="arch", disable=not progress):
+            store.add_architecture(_with_dataset(item, data))
+            result = trainer.train(item)
+            store.record_training(result)
+            results.append(result)
+            logger.info(
+                "%s: %s, test accuracy %s", item.arch_id, result.status, result.test_accuracy
+            )
     return results
 
 
@@ -164,24 +173,23 @@ def shard_store_name(shard: tuple[int, int] | None) -> str:
     return f"results.shard-{index}-of-{count}.sqlite"
 
 
-def _train_item(item, data, config: TrainingConfig, build_model_for) -> TrainingResult:
-    try:
-        build_model = build_model_for(item)
-    except Exception as error:
-        return failed_result(item.arch_id, config, error)
-    return train_architecture(
-        build_model, data, config, arch_id=item.arch_id, seed=_item_seed(item)
-    )
+class _InProcess:
+    """Trains items in this process, with the interface of a ``WorkerPool``."""
 
+    def __init__(self, data, config: TrainingConfig, build_model_for) -> None:
+        self._arguments = (data, config, build_model_for)
 
-def _item_seed(item) -> int | None:
-    """Return the item's seed as an int, or None when it has none (missing or NaN)."""
-    seed = getattr(item, "seed", None)
-    if seed is None or (isinstance(seed, float) and math.isnan(seed)):
-        return None
-    if int(seed) != seed:
-        raise TrainingError(f"invalid seed {seed!r} of {item.arch_id}: expected an integer")
-    return int(seed)
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+    def train(self, item) -> TrainingResult:
+        result = train_item(item, *self._arguments)
+        # train_architecture cleared Keras's session; collecting now frees the model's graph.
+        gc.collect()
+        return result
 
 
 def _record_run_setup(store, data, config: TrainingConfig, shard) -> None:

@@ -135,7 +135,11 @@ def cmd_merge(args) -> int:
 def cmd_evaluate(args) -> int:
     from cnngen.evaluation import run_evaluation
     from cnngen.evaluation_inputs import parse_train_sizes
+    from cnngen.predictors import TORCH_PREDICTORS
 
+    torch_names = [name for name in TORCH_PREDICTORS if name in args.predictors]
+    torch_sizes = parse_train_sizes(args.torch_sizes) if args.torch_sizes else None
+    epochs = {"Neural": args.neural_epochs, "Img": args.image_epochs}
     evaluation = run_evaluation(
         args.database,
         predictors=args.predictors,
@@ -146,6 +150,10 @@ def cmd_evaluate(args) -> int:
         statuses=args.statuses,
         proxies=args.proxies,
         proxy_cache=args.proxy_cache,
+        predictor_options={
+            name: {"epochs": epochs[name]} for name in torch_names if epochs[name] is not None
+        },
+        predictor_train_sizes={name: torch_sizes for name in torch_names if torch_sizes},
         progress=True,
     )
     counts = ", ".join(f"{status} {count}" for status, count in evaluation.status_counts.items())
@@ -288,6 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="Parquet cache of the proxies (default: beside the results)",
     )
+    evaluate.add_argument(
+        "--torch-sizes", nargs="+",
+        help="training sizes at which Neural and Img are fitted (default: those of --sizes)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--neural-epochs", type=int,
+        help="training epochs of the Neural predictor (default: 300, as its authors)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--image-epochs", type=int,
+        help="training epochs of the Img predictor (default: 30, as the CNNGen paper)",
+    )  # fmt: skip
     evaluate.add_argument("-o", "--output", type=Path, help="also write the summary to this CSV")
     evaluate.set_defaults(handler=cmd_evaluate)
     return parser

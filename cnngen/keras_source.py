@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnngen import __version__
@@ -128,6 +129,20 @@ def load_build_model(path: str | Path):
             f"{path} defines no build_model function; regenerate it with `cnngen emit`"
         )
     return module.build_model
+
+
+@dataclass(frozen=True)
+class CodeFileModels:
+    """Return the ``build_model`` of an item's generated file, for ``run_batch``.
+
+    Called with an item that has a ``code_path`` relative to ``run_dir``. Unlike a lambda, an
+    instance pickles, so it can be sent to the training processes of ``cnngen.workers``.
+    """
+
+    run_dir: Path
+
+    def __call__(self, item):
+        return load_build_model(Path(self.run_dir) / item.code_path)
 
 
 def render_png(model, path: str | Path, dpi: int = 72) -> Path:

@@ -132,6 +132,10 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("idle_duration_s", "float", 5.0,
                   "length of the once-per-run idle power measurement, s", minimum=0.0,
                   maximum=math.inf, exclusive=True, fixed_per_run=False),
+        Parameter("architectures_per_process", "int", 10,
+                  "trainings per child process before it is replaced, which bounds memory over "
+                  "long batches; 0 trains in the notebook's own process", minimum=0,
+                  maximum=1_000_000, fixed_per_run=False),
         Parameter("retry_failed", "bool", False,
                   "train again the architectures whose training failed", fixed_per_run=False),
         Parameter("shard", "str", None,

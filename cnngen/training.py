@@ -58,6 +58,7 @@ __all__ = [
     "failed_result",
     "float32_outputs",
     "train_architecture",
+    "train_item",
 ]
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,39 @@ def train_architecture(
         keras.backend.clear_session()
     result.finished_at = _now()
     return result
+
+
+def train_item(item, data, config: TrainingConfig, build_model_for) -> TrainingResult:
+    """Train one item of a batch: build its model with ``build_model_for`` and train it.
+
+    Args:
+        item: An object with ``arch_id`` and optionally ``seed``; None or NaN uses
+            ``config.seed``.
+        data: The splits, as for :func:`train_architecture`.
+        config: Training and measurement settings.
+        build_model_for: Returns the item's ``build_model(input_shape, num_classes)``. An
+            exception it raises gives the item a ``failed`` result.
+
+    Raises:
+        TrainingError: If the item's seed is not an integer.
+    """
+    try:
+        build_model = build_model_for(item)
+    except Exception as error:
+        return failed_result(item.arch_id, config, error)
+    return train_architecture(
+        build_model, data, config, arch_id=item.arch_id, seed=_item_seed(item)
+    )
+
+
+def _item_seed(item) -> int | None:
+    """Return the item's seed as an int, or None when it has none (missing or NaN)."""
+    seed = getattr(item, "seed", None)
+    if seed is None or (isinstance(seed, float) and math.isnan(seed)):
+        return None
+    if int(seed) != seed:
+        raise TrainingError(f"invalid seed {seed!r} of {item.arch_id}: expected an integer")
+    return int(seed)
 
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")

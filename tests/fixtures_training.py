@@ -5,6 +5,7 @@ Keras trainings with a real CodeCarbon tracker in a few seconds. Subprocess scri
 module too, with the tests folder on ``sys.path``.
 """
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,6 +21,8 @@ FAST = TrainingConfig(
     inference_warmup_batches=1,
     inference_duration_s=0.2,
 )
+# FAST without the inference measurement, for tests that check only the training.
+NO_INFERENCE = dataclasses.replace(FAST, inference_batches=0)
 
 
 def load_digits_splits():
@@ -111,11 +114,26 @@ def build_raising(input_shape, num_classes):
 
 
 def item(arch_id: str, **fields):
-    return SimpleNamespace(
-        arch_id=arch_id,
-        phrase=f"input conv flatten dense output # {arch_id}",
-        seed=1,
-        params=None,
-        flops=100,
-        **fields,
-    )
+    values = {
+        "arch_id": arch_id,
+        "phrase": f"input conv flatten dense output # {arch_id}",
+        "seed": 1,
+        "params": None,
+        "flops": 100,
+    }
+    return SimpleNamespace(**{**values, **fields})
+
+
+def small_for(item):
+    """A picklable ``build_model_for`` that builds the small model for every item."""
+    return build_dropout
+
+
+def small_unless_doomed_for(item):
+    """Like :func:`small_for`, but kills its own process for items whose id starts with "doomed"."""
+    if item.arch_id.startswith("doomed"):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    return build_dropout

@@ -12,14 +12,20 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from codecarbon import OfflineEmissionsTracker
-from fixtures_training import FAST, build_raising, build_small, item, load_digits_splits
+from fixtures_training import (
+    FAST,
+    NO_INFERENCE,
+    build_raising,
+    build_small,
+    item,
+    load_digits_splits,
+)
 
 from cnngen.batch import parse_shard, run_batch, shard_items, shard_store_name
 from cnngen.errors import TrainingError
 from cnngen.store import ResultsStore
 
 TESTS_DIR = Path(__file__).parent
-NO_INFERENCE = dataclasses.replace(FAST, inference_batches=0)
 
 
 @pytest.fixture(scope="module")

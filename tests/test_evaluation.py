@@ -495,3 +495,28 @@ def test_real_run_evaluation(trained_run):
         assert tau is None or -1.0 <= tau <= 1.0
     measured = evaluation.predictions["measured"]
     assert (measured[evaluation.predictions["target"] != "test_accuracy"] > 0).all()
+
+
+def test_cli_evaluate_fits_torch_predictors_at_their_sizes(store_path, tmp_path):
+    pytest.importorskip("torch")
+    output = tmp_path / "summary.csv"
+    status = cli_main([
+        "evaluate", str(store_path), "--predictors", "DT", "Neural", "--targets", "energy_kwh",
+        "--sizes", "5", "10", "--torch-sizes", "5", "--neural-epochs", "2", "--repetitions", "1",
+        "--output", str(output),
+    ])  # fmt: skip
+    assert status == 0
+    summary = pd.read_csv(output)
+    sizes = summary.groupby("predictor")["train_size"].apply(lambda s: sorted(s.astype(str)))
+    assert sizes["DT"] == ["10", "5"]
+    assert sizes["Neural"] == ["5"]
+
+
+def test_cli_evaluate_rejects_bad_neural_epochs(store_path, capsys):
+    pytest.importorskip("torch")
+    status = cli_main([
+        "evaluate", str(store_path), "--predictors", "Neural", "--targets", "energy_kwh",
+        "--sizes", "5", "--neural-epochs", "0", "--repetitions", "1",
+    ])  # fmt: skip
+    assert status == 2
+    assert "epochs" in capsys.readouterr().err

@@ -9,7 +9,6 @@ that those tests lack: the next architecture, leftover threads and CodeCarbon's 
 """
 
 import csv
-import dataclasses
 import math
 import threading
 from dataclasses import dataclass
@@ -18,14 +17,12 @@ import codecarbon.lock
 import pandas as pd
 import pytest
 from codecarbon import OfflineEmissionsTracker
-from fixtures_training import FAST, build_nan, build_small, item, load_digits_splits
+from fixtures_training import NO_INFERENCE, build_nan, build_small, item, load_digits_splits
 from tqdm._monitor import TMonitor
 
 from cnngen.batch import run_batch
 from cnngen.store import ResultsStore
 from cnngen.training import train_architecture
-
-NO_INFERENCE = dataclasses.replace(FAST, inference_batches=0)
 
 
 @pytest.fixture(scope="module")
