@@ -12,6 +12,8 @@ Schema versions (``PRAGMA user_version``):
 2. Adds the inference cost, the training seed, the device and mixed precision, the GPU energy
    flag, and the GPU ids, driver and training GPU name of the disclosure to ``trainings``.
    A writer upgrades a version 1 file by adding these columns, which are NULL in older rows.
+3. Adds the software versions of the disclosure (Python, TensorFlow, Keras, CUDA, cuDNN) to
+   ``trainings``, upgraded in the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from cnngen.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("ok", "failed", "diverged")
 
 # Statuses that analyses and predictors use unless asked otherwise. A failed training has no
@@ -101,6 +103,11 @@ DISCLOSURE_COLUMNS = [
     ("gpu_ids", "TEXT"),
     ("gpu_driver_version", "TEXT"),
     ("training_gpu_name", "TEXT"),
+    ("python_version", "TEXT"),
+    ("tensorflow_version", "TEXT"),
+    ("keras_version", "TEXT"),
+    ("cuda_version", "TEXT"),
+    ("cudnn_version", "TEXT"),
 ]
 TRAINING_COLUMNS = (
     [("arch_id", "TEXT PRIMARY KEY REFERENCES architectures (arch_id)")]
@@ -151,6 +158,7 @@ CSV_COLUMNS = [
     "ram_energy_method", "codecarbon_version", "measure_power_secs", "tracking_mode",
     "country_iso_code", "carbon_intensity_g_per_kwh", "idle_power_w", "cpu_model", "cpu_count",
     "gpu_model", "gpu_count", "gpu_ids", "gpu_driver_version", "training_gpu_name",
+    "python_version", "tensorflow_version", "keras_version", "cuda_version", "cudnn_version",
     "energy_error", "inference_error", "error", "started_at", "finished_at",
     "code_path", "image_path",
 ]  # fmt: skip

@@ -89,6 +89,11 @@ COLUMN_DOCS = {
     "gpu_ids": ("", "NVML indices of the measured GPUs, as JSON, or null"),
     "gpu_driver_version": ("", "NVIDIA driver version, or null"),
     "training_gpu_name": ("", "GPU Keras trained on, or null"),
+    "python_version": ("", "Python version"),
+    "tensorflow_version": ("", "TensorFlow version"),
+    "keras_version": ("", "Keras version"),
+    "cuda_version": ("", "CUDA version TensorFlow was built with, or null for a CPU build"),
+    "cudnn_version": ("", "cuDNN version TensorFlow was built with, or null for a CPU build"),
     "inference_latency_s": ("s", "mean time of one inference batch"),
     "inference_latency_per_image_s": ("s", "inference_latency_s divided by the batch size"),
     "inference_energy_kwh": ("kWh", "energy of the timed inference batches"),
@@ -137,7 +142,7 @@ def export_reference(
         trainings, epochs = store.trainings_frame(), store.epochs_frame()
         metadata = store.run_metadata()
         registered = len(store.read_rows("architectures"))
-    results = _with_generation(trainings, metadata)
+    results = _with_versions(_with_generation(trainings, metadata), metadata)
     undocumented = sorted(set(results.columns) - set(COLUMN_DOCS))
     if undocumented:
         raise CNNGenError(f"columns {undocumented} have no description in COLUMN_DOCS; add one")
@@ -173,6 +178,23 @@ def _with_generation(trainings, metadata: dict):
     for column in GENERATION_COLUMNS:
         results[column] = results[column].astype("string")
     return results[ordered].sort_values("arch_id", ignore_index=True)
+
+
+def _with_versions(results, metadata: dict):
+    """Fill the software versions of rows written before the store copied them into each row.
+
+    The values come from the run's disclosure, which every row of one store shares.
+    """
+    disclosure = metadata.get("disclosure") or {}
+    for column in VERSION_COLUMNS:
+        if results[column].isna().all() and disclosure.get(column) is not None:
+            results[column] = disclosure[column]
+    return results
+
+
+VERSION_COLUMNS = (
+    "python_version", "tensorflow_version", "keras_version", "cuda_version", "cudnn_version",
+)  # fmt: skip
 
 
 def _read_parameters(run_dir: Path) -> dict | None:

@@ -119,6 +119,8 @@ def test_disclosure_survives_reopen(tmp_path):
 
         assert reopened.disclosure == DISCLOSURE
         assert row["codecarbon_version"] == "3.3.2"
+        assert row["python_version"] == "3.11.7"
+        assert row["keras_version"] == "3.15.1"
 
 
 def test_run_metadata_round_trip(store):
@@ -385,7 +387,8 @@ def create_version_1_store(path) -> None:
         or name
         in (
             "training_seed", "device", "mixed_precision", "gpu_energy_flag", "gpu_ids",
-            "gpu_driver_version", "training_gpu_name",
+            "gpu_driver_version", "training_gpu_name", "python_version", "tensorflow_version",
+            "keras_version", "cuda_version", "cudnn_version",
         )
     }  # fmt: skip
     conn = sqlite3.connect(path)
