@@ -33,32 +33,40 @@ TARGET_LABELS = {
 
 @dataclass
 class RunResults:
-    """The results of one run directory.
+    """The results of one run directory, or of a reference export of one.
 
     Attributes:
-        output_dir: The run directory.
+        output_dir: The run directory, or the export's folder.
         trainings: ``ResultsStore.trainings_frame()``: one row per training.
         epochs: ``ResultsStore.epochs_frame()``: one row per epoch, possibly empty.
         disclosure: The measurement disclosure, or None if the run recorded none.
+        run_dir: The folder that relative code and picture paths are read from: the run
+            directory, or None for an export, whose files are regenerated from the phrases.
     """
 
     output_dir: Path
     trainings: object
     epochs: object
     disclosure: dict | None
+    run_dir: Path | None = None
 
 
 def load_run(output_dir: str | os.PathLike) -> RunResults:
-    """Read the results store of a run directory, without locking it.
+    """Read the results store of a run directory without locking it, or a reference export.
+
+    A folder without ``results.sqlite`` but with the ``results.parquet`` and
+    ``epochs.parquet`` of ``scripts/export_reference.py`` is read as an export.
 
     Raises:
-        CNNGenError: If the directory has no ``results.sqlite``. The message tells how to
-            produce one.
+        CNNGenError: If the directory has neither. The message names the commands that produce
+            a store.
     """
     from cnngen.store import ResultsStore
 
     output_dir = Path(output_dir)
     db_path = output_dir / "results.sqlite"
+    if not db_path.is_file() and (output_dir / "results.parquet").is_file():
+        return _load_export(output_dir)
     if not db_path.is_file():
         raise CNNGenError(
             f"no results store at {str(db_path)!r}; run notebooks 01 and 02 with "
@@ -67,8 +75,28 @@ def load_run(output_dir: str | os.PathLike) -> RunResults:
         )
     with ResultsStore(db_path, read_only=True) as store:
         return RunResults(
-            output_dir, store.trainings_frame(), store.epochs_frame(), store.disclosure
+            output_dir,
+            store.trainings_frame(),
+            store.epochs_frame(),
+            store.disclosure,
+            run_dir=output_dir,
         )
+
+
+def _load_export(folder: Path) -> RunResults:
+    import pandas as pd
+
+    from cnngen.evaluation_inputs import read_results
+
+    trainings = read_results(folder / "results.parquet")
+    epochs_path = folder / "epochs.parquet"
+    if not epochs_path.is_file():
+        raise CNNGenError(
+            f"{str(epochs_path)!r} not found beside results.parquet; export the run again with "
+            "scripts/export_reference.py"
+        )
+    disclosure = trainings.attrs["run_metadata"].get("disclosure")
+    return RunResults(folder, trainings, pd.read_parquet(epochs_path), disclosure, run_dir=None)
 
 
 def energy_label(disclosure: dict | None, quantity: str = "energy") -> str:

@@ -143,6 +143,10 @@ PARAMETERS: dict[str, Parameter] = {
                   "shard its own output directory and combine them with `cnngen merge`",
                   optional=True),
         # 04_evaluate_predictors.
+        Parameter("results_dir", "path", None,
+                  "results to evaluate: a run directory or a folder written by "
+                  "scripts/export_reference.py, such as data/reference; None for output_dir",
+                  optional=True, fixed_per_run=False),
         Parameter("eval_predictors", "str_list", ["Neural", "Img", "Py_code", "DT", "RF", "GB"],
                   "predictors to evaluate, in table order", fixed_per_run=False),
         Parameter("train_sizes", "str_list", ["10", "25", "50", "100", "200", "400", "all"],

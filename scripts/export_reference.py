@@ -7,8 +7,9 @@ Writes, into OUT_DIR (created when missing):
 * ``results.parquet``: one row per trained architecture: identity, protocol, metrics, energy
   parts, inference cost, measurement disclosure, parameters and FLOPs, and the duplicate flags
   of the generation. The run's metadata (split summary, training configuration, disclosure,
-  parameters) is kept as JSON in the Parquet file metadata under ``cnngen_run``, which
-  ``cnngen evaluate`` reads to rebuild the training split.
+  parameters, and the generation record of the architectures that were not trained) is kept
+  as JSON in the Parquet file metadata under ``cnngen_run``, which ``cnngen evaluate`` reads
+  to rebuild the training split.
 * ``epochs.parquet``: the per-epoch losses, accuracies, durations and energy.
 * ``README.md``: every column with its type and unit, the protocol, the command that produced
   the files, how the energy was obtained, and how to regenerate code and pictures.
@@ -148,6 +149,7 @@ def export_reference(
         raise CNNGenError(f"columns {undocumented} have no description in COLUMN_DOCS; add one")
     metadata["parameters"] = _read_parameters(run_dir)
     metadata["untrained_architectures"] = registered - len(results)
+    metadata["generation"] = _untrained_only(metadata.get("generation"), results)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [
@@ -178,6 +180,20 @@ def _with_generation(trainings, metadata: dict):
     for column in GENERATION_COLUMNS:
         results[column] = results[column].astype("string")
     return results[ordered].sort_values("arch_id", ignore_index=True)
+
+
+def _untrained_only(generation: dict | None, results) -> dict | None:
+    """Keep the generation record of the architectures that have no row in the results.
+
+    The rows already contain the phrase and duplicate flags of every trained architecture, and
+    repeating them in the file metadata would double the file's size.
+    """
+    if not generation:
+        return generation
+    trained = set(results["arch_id"])
+    listed = generation.get("architectures") or []
+    untrained = [entry for entry in listed if entry.get("arch_id") not in trained]
+    return dict(generation, architectures=untrained)
 
 
 def _with_versions(results, metadata: dict):

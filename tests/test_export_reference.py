@@ -13,6 +13,7 @@ import pytest
 from fixtures_evaluation import training_result
 from fixtures_store import DISCLOSURE
 
+from cnngen.errors import CNNGenError
 from cnngen.evaluation import evaluate_database
 from cnngen.keras_source import write_source
 from cnngen.metrics import compute_metrics
@@ -177,3 +178,37 @@ def test_undocumented_column_rejected(tmp_path, monkeypatch):
 
     with pytest.raises(CNNGenError, match=r"columns \['cpu_tdp_w'\] have no description"):
         module.export_reference(run_dir, tmp_path / "out", "test")
+
+
+def test_metadata_keeps_only_untrained_generation(exported):
+    _, out_dir = exported
+    metadata = json.loads(pq.read_schema(out_dir / "results.parquet").metadata[b"cnngen_run"])
+    listed = [entry["arch_id"] for entry in metadata["generation"]["architectures"]]
+    assert listed == ["a0011"]
+
+
+def test_software_versions_filled_from_disclosure(exported):
+    _, out_dir = exported
+    results = pd.read_parquet(out_dir / "results.parquet")
+    assert set(results["python_version"]) == {DISCLOSURE["python_version"]}
+    assert set(results["keras_version"]) == {DISCLOSURE["keras_version"]}
+
+
+def test_analysis_loads_export(exported):
+    from cnngen.analysis import load_run
+
+    _, out_dir = exported
+    results = load_run(out_dir)
+    assert list(results.trainings["arch_id"]) == [f"a{i:04d}" for i in range(1, 11)]
+    assert len(results.epochs) == 9
+    assert results.disclosure["cpu_energy_source"] == "TDP estimate (load-scaled)"
+    assert results.run_dir is None
+
+
+def test_analysis_export_without_epochs_rejected(exported, tmp_path):
+    from cnngen.analysis import load_run
+
+    _, out_dir = exported
+    (tmp_path / "results.parquet").write_bytes((out_dir / "results.parquet").read_bytes())
+    with pytest.raises(CNNGenError, match="epochs.parquet"):
+        load_run(tmp_path)
