@@ -1,12 +1,12 @@
 """Check on a CUDA machine that GPU training and its energy measurement work, in minutes.
 
-Trains 2 small sampled architectures on digits (bundled with scikit-learn, so no download)
-with mixed precision, through ``cnngen.batch.run_batch`` and a results store in a temporary
-folder. It prints the device TensorFlow trains on, the GPU part of the measurement disclosure
-(source, model, NVML ids, driver), and for each training the status, GPU energy and power, the
-GPU energy flag and the inference cost. Most of its time goes to TensorFlow's start-up, the
-idle measurement and 2 short trainings: with ``--allow-cpu --epochs 1`` on a 2-core CPU
-machine it took about 70 s.
+Trains 2 small sampled architectures on digits (bundled with scikit-learn, so no download) with
+mixed precision, through ``cnngen.batch.run_batch`` and a results store in a temporary folder,
+each in its own training process as a run does (``architectures_per_process=1``). It prints the
+device TensorFlow trains on, the GPU part of the measurement disclosure (source, model, NVML
+ids, driver), and for each training the status, GPU energy and power, the GPU energy flag and
+the inference cost. Most of its time goes to TensorFlow's start-up, the idle measurement and 2
+short trainings: with ``--allow-cpu --epochs 1`` on a 2-core CPU machine it took about 70 s.
 
 Exit status: 0 when TensorFlow lists a GPU and every training has a positive GPU energy, 1 when
 a training has none (flagged "zero" or "missing") or failed, 2 when no GPU is visible (unless
@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from cnngen.batch import run_batch  # noqa: E402
 from cnngen.datasets import load_dataset  # noqa: E402
 from cnngen.devices import training_device  # noqa: E402
-from cnngen.keras_source import load_build_model, write_source  # noqa: E402
+from cnngen.keras_source import CodeFileModels, write_source  # noqa: E402
 from cnngen.sampling import architecture_seeds, sample_resolved  # noqa: E402
 from cnngen.store import ResultsStore  # noqa: E402
 from cnngen.training import TrainingConfig  # noqa: E402
@@ -57,7 +57,7 @@ def make_items(folder: Path, data, count: int) -> list[SimpleNamespace]:
         path = write_source(resolved, folder / f"a{index + 1}.py")
         items.append(
             SimpleNamespace(
-                arch_id=f"a{index + 1}", phrase=resolved.to_phrase(), seed=seed, code_path=path
+                arch_id=f"a{index + 1}", phrase=resolved.to_phrase(), seed=seed, code_path=path.name
             )
         )
     return items
@@ -86,8 +86,9 @@ def main() -> int:
                 data,
                 config,
                 store,
-                build_model_for=lambda item: load_build_model(item.code_path),
+                build_model_for=CodeFileModels(Path(folder)),
                 progress=False,
+                architectures_per_process=1,
             )
             disclosure = store.disclosure
             frame = store.trainings_frame()

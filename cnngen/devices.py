@@ -63,6 +63,7 @@ def training_device() -> TrainingDevice:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return TrainingDevice(kind="CPU")
+    _grow_gpu_memory(gpus)
     description = _first_gpu_description()
     bus_id = parse_pci_bus_id(description)
     match = _NAME_PATTERN.search(description)
@@ -133,6 +134,23 @@ def gpu_energy_flag(device_kind: str | None, gpu_energy_kwh: float | None) -> st
     if gpu_energy_kwh <= 0:
         return "zero"
     return None
+
+
+def _grow_gpu_memory(gpus) -> None:
+    """Let TensorFlow allocate GPU memory as needed instead of all of it at start-up.
+
+    Describing the GPUs initialises them. Without memory growth, that reserves nearly all GPU
+    memory in this process, which would leave none to the training processes of
+    ``cnngen.workers`` when this process is their parent.
+    """
+    import tensorflow as tf
+
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as error:
+            # Raised when the GPUs were initialised earlier in this process.
+            logger.warning("could not enable memory growth on %s: %s", gpu.name, error)
 
 
 def _first_gpu_description() -> str:

@@ -79,3 +79,27 @@ def test_driver_version_without_nvml():
     else:
         pynvml.nvmlShutdown()
         assert nvml_driver_version()
+
+
+def test_gpu_detection_enables_memory_growth(monkeypatch):
+    # No GPU here: TensorFlow's listing is replaced to reach the GPU branch.
+    import tensorflow as tf
+
+    from cnngen import devices
+
+    gpus = [tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")]
+    grown = []
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus)
+    monkeypatch.setattr(
+        tf.config.experimental, "set_memory_growth", lambda gpu, on: grown.append((gpu, on))
+    )
+    description = "device: 0, name: NVIDIA H200, pci bus id: 0000:19:00.0"
+    monkeypatch.setattr(devices, "_first_gpu_description", lambda: description)
+    monkeypatch.setattr(devices, "_nvml_index", lambda bus_id: 0)
+    monkeypatch.setattr(devices, "nvml_driver_version", lambda: "550.54")
+
+    device = devices.training_device.__wrapped__()
+
+    assert device.kind == "GPU"
+    assert device.gpu_name == "NVIDIA H200"
+    assert grown == [(gpus[0], True)]
