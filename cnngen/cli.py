@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--shard",
         metavar="I/N",
-        help="train only shard I of N (1 <= I <= N) into results.shard-I-of-N.sqlite",
+        help="train only shard I of N (1 <= I <= N); give each shard its own --output and "
+        "join their results.sqlite with cnngen merge",
     )
     run.set_defaults(handler=cmd_run)
 
