@@ -355,8 +355,16 @@ def _readme_energy(results, machine: str | None) -> str:
         else "have a CPU part read from hardware counters (RAPL); the RAM part is estimated"
     )
     machine_text = f" Machine: {machine}." if machine else ""
+    modes = sorted(set(results["tracking_mode"].dropna()))
+    mode_text = {
+        "process": " CodeCarbon tracked the training process: its CPU and RAM estimates are "
+        "scaled by that process's CPU time and memory, so other processes are not counted.",
+        "machine": " CodeCarbon tracked the whole machine, so other processes running during a "
+        "training are counted in its energy.",
+    }
+    tracking = "".join(mode_text.get(mode, "") for mode in modes)
     text = (
-        f"The energy numbers {verdict}. CPU energy source: "
+        f"The energy numbers {verdict}.{tracking} CPU energy source: "
         f"{', '.join(sources) or 'not recorded'}. CPU: {', '.join(models) or 'not recorded'} "
         f"with {', '.join(map(str, cores)) or 'an unrecorded number of'} cores; training "
         f"device: {', '.join(devices) or 'not recorded'}.{machine_text} Compare energies "

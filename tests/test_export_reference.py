@@ -133,6 +133,7 @@ def test_readme_states_how_energy_was_obtained(exported):
     assert "thermal design power (TDP)" in readme
     assert "Machine: 2-core test VM." in readme
     assert "1 registered architectures had no finished training" in readme
+    assert "CodeCarbon tracked the whole machine" in readme
 
 
 def test_readme_regeneration_checked(exported):
