@@ -19,7 +19,7 @@ results.sqlite or a run directory) when given, else on 400 sampled architectures
 log10(FLOPs) as the target, which costs the same to predict. Scoring imports no TensorFlow.
 Architectures are drawn with the "configured" sampling preset, as the runs draw them. Last,
 unless ``--skip-training``, it trains a0001 of the reference protocol
-(parameters/reference_fashion_mnist.yaml: seed 2024, 1,500 training images, batches of 64,
+(parameters/reference_fashion_mnist.yaml: seed 2024, 1,500 training images, batches of 32,
 Adam) for one epoch with Keras and reports the time of that epoch, to compare the cost of
 scoring with the cost of measuring.
 """
@@ -47,7 +47,7 @@ from cnngen.solver import solve  # noqa: E402
 
 REFERENCE_SEED = 2024
 REFERENCE_MAX_TRAIN = 1500
-REFERENCE_BATCH_SIZE = 64
+REFERENCE_BATCH_SIZE = 32
 
 
 def timed(label: str, count: int, function):
