@@ -8,8 +8,8 @@ so a process that trains hundreds of architectures grows without bound. A
 method and replaces the child after ``architectures_per_process`` trainings, so the memory of
 a batch is bounded by what one child accumulates, whatever the batch's length.
 
-A child that dies, whether the kernel's out-of-memory killer ends it or a native library
-crashes, costs only the architecture it was training: that architecture gets a ``failed``
+A child that dies, killed by the kernel's out-of-memory killer or by a crash in a native
+library, costs only the architecture it was training. That architecture gets a ``failed``
 result naming the exit code or signal, and the next one starts a fresh child. A child also
 exits as soon as its parent is gone, so an interrupted run leaves no training behind.
 

@@ -52,7 +52,8 @@ def test_dead_child_fails_only_its_architecture(digits):
         started = pool.processes_started
     assert [result.status for result in results] == ["ok", "failed", "ok"]
     assert "WorkerDiedError" in results[1].error
-    assert "doomed" in results[1].error and "SIGKILL" in results[1].error
+    assert "doomed" in results[1].error
+    assert "SIGKILL" in results[1].error
     assert results[1].energy is None
     assert started == 2
 
