@@ -97,29 +97,62 @@ def code_features(source: str) -> dict[str, float]:
     function = _build_model_function(module)
     statements = _build_model_assignments(function)
 
-    features = dict.fromkeys(CODE_FEATURE_COLUMNS, 0.0)
-    values = {keyword: [] for keyword in CODE_KEYWORDS}
+    tally = _Tally()
     for _, call, _ in statements:
-        _count_call(call, features, values, constants)
-    for keyword, numbers in values.items():
-        features[f"code_{keyword}_mean"] = sum(numbers) / len(numbers) if numbers else 0.0
-        features[f"code_{keyword}_max"] = max(numbers, default=0.0)
-        features[f"code_{keyword}_sum"] = float(sum(numbers))
-    features.update(_graph_features(statements))
-    features["code_num_lines"] = function.end_lineno - function.lineno + 1
-    features["code_num_assignments"] = sum(1 for target, _, _ in statements if target != "<return>")
-    features["code_input_size"] = constants["input_shape"][0]
-    features["code_input_channels"] = constants["input_shape"][-1]
-    features["code_num_classes"] = constants["num_classes"]
-    return {name: float(features[name]) for name in CODE_FEATURE_COLUMNS}
+        if isinstance(call, ast.Call) and _is_layers_call(call):
+            arguments = [
+                (keyword.arg, _keyword_value(keyword.value, constants)) for keyword in call.keywords
+            ]
+            tally.add_layer(call.func.attr, arguments)
+    return tally.features(
+        statements,
+        num_lines=function.end_lineno - function.lineno + 1,
+        input_shape=constants["input_shape"],
+        num_classes=constants["num_classes"],
+    )
+
+
+def architecture_code_features(resolved) -> dict[str, float]:
+    """Compute the code features of a resolved architecture without emitting its source.
+
+    The values equal those of :func:`code_features` on ``emit_source(resolved)``, which the
+    tests check on 900 sampled architectures of three input shapes: each Keras layer is one
+    ``layers.X(...)`` line whose keywords are the layer's configuration. Reading the layer
+    graph takes a small fraction of the time of emitting and parsing the text, which matters
+    when a search scores many architectures.
+
+    Args:
+        resolved: A :class:`cnngen.solver.ResolvedArchitecture`.
+
+    Returns:
+        The features by column name, in :data:`CODE_FEATURE_COLUMNS` order.
+    """
+    from cnngen.keras_source import build_model_line_count
+
+    tally = _Tally()
+    statements = []
+    for layer in resolved.layers:
+        statements.append((layer.name, None, layer.inputs))
+        # The input is ``keras.Input(...)``, not a ``layers.X(...)`` call.
+        if layer.class_name != "InputLayer":
+            arguments = [(key, _number_or_text(value)) for key, value in layer.config.items()]
+            tally.add_layer(layer.class_name, arguments)
+    statements.append(("<return>", None, (resolved.layers[-1].name,)))
+    return tally.features(
+        statements,
+        num_lines=build_model_line_count(len(resolved.layers)),
+        input_shape=resolved.input_shape,
+        num_classes=resolved.num_classes,
+    )
 
 
 def code_feature_frame(items: Iterable):
     """Compute the code features of several architectures as a table.
 
     Args:
-        items: Source texts, or :class:`cnngen.solver.ResolvedArchitecture` objects whose
-            source is emitted with :func:`cnngen.keras_source.emit_source`.
+        items: Source texts, parsed with :func:`code_features`, or
+            :class:`cnngen.solver.ResolvedArchitecture` objects, read with
+            :func:`architecture_code_features` (the same values as their emitted source).
 
     Returns:
         A pandas DataFrame with one row per item, in input order, and the columns of
@@ -127,10 +160,52 @@ def code_feature_frame(items: Iterable):
     """
     import pandas as pd
 
-    from cnngen.keras_source import emit_source
-
-    rows = [code_features(item if isinstance(item, str) else emit_source(item)) for item in items]
+    rows = [
+        code_features(item) if isinstance(item, str) else architecture_code_features(item)
+        for item in items
+    ]
     return pd.DataFrame(rows, columns=list(CODE_FEATURE_COLUMNS))
+
+
+_LAYER_COLUMNS = {name: f"code_num_{name.lower()}" for name in CODE_LAYER_CLASSES}
+_PADDING_COLUMNS = {padding: f"code_padding_{padding}" for padding in CODE_PADDINGS}
+_ACTIVATION_COLUMNS = {name: f"code_activation_{name}" for name in CODE_ACTIVATIONS}
+
+
+class _Tally:
+    """Counts of layer calls and keyword values, shared by the source and object paths."""
+
+    def __init__(self):
+        self.counts = dict.fromkeys(CODE_FEATURE_COLUMNS, 0.0)
+        self.values = {keyword: [] for keyword in CODE_KEYWORDS}
+
+    def add_layer(self, class_name: str, arguments) -> None:
+        """Count one ``layers.X(...)`` call and its ``(keyword, value)`` arguments."""
+        self.counts[_LAYER_COLUMNS.get(class_name, "code_num_other_layers")] += 1
+        for keyword, value in arguments:
+            if keyword in self.values and isinstance(value, int | float):
+                self.values[keyword].append(float(value))
+            elif keyword == "padding" and value in _PADDING_COLUMNS:
+                self.counts[_PADDING_COLUMNS[value]] += 1
+            elif keyword == "activation" and value in _ACTIVATION_COLUMNS:
+                self.counts[_ACTIVATION_COLUMNS[value]] += 1
+
+    def features(self, statements, *, num_lines: int, input_shape, num_classes: int) -> dict:
+        """Return every code feature, given the data flow and the file's constants."""
+        features = self.counts
+        for keyword, numbers in self.values.items():
+            features[f"code_{keyword}_mean"] = sum(numbers) / len(numbers) if numbers else 0.0
+            features[f"code_{keyword}_max"] = max(numbers, default=0.0)
+            features[f"code_{keyword}_sum"] = float(sum(numbers))
+        features.update(_graph_features(statements))
+        features["code_num_lines"] = num_lines
+        features["code_num_assignments"] = sum(
+            1 for target, _, _ in statements if target != "<return>"
+        )
+        features["code_input_size"] = input_shape[0]
+        features["code_input_channels"] = input_shape[-1]
+        features["code_num_classes"] = num_classes
+        return {name: float(features[name]) for name in CODE_FEATURE_COLUMNS}
 
 
 def _module_constants(module: ast.Module) -> dict:
@@ -190,24 +265,6 @@ def _names(node: ast.AST) -> list[str]:
     return [child.id for child in ast.walk(node) if isinstance(child, ast.Name)]
 
 
-def _count_call(call, features: dict, values: dict, constants: dict) -> None:
-    if not isinstance(call, ast.Call) or not _is_layers_call(call):
-        return
-    class_name = call.func.attr
-    if class_name in CODE_LAYER_CLASSES:
-        features[f"code_num_{class_name.lower()}"] += 1
-    else:
-        features["code_num_other_layers"] += 1
-    for keyword in call.keywords:
-        value = _keyword_value(keyword.value, constants)
-        if keyword.arg in values and isinstance(value, int | float):
-            values[keyword.arg].append(float(value))
-        elif keyword.arg == "padding" and value in CODE_PADDINGS:
-            features[f"code_padding_{value}"] += 1
-        elif keyword.arg == "activation" and value in CODE_ACTIVATIONS:
-            features[f"code_activation_{value}"] += 1
-
-
 def _is_layers_call(call: ast.Call) -> bool:
     function = call.func
     return (
@@ -218,13 +275,18 @@ def _is_layers_call(call: ast.Call) -> bool:
 
 
 def _keyword_value(node: ast.AST, constants: dict):
-    """Return a keyword's literal value; a tuple of numbers gives their mean."""
+    """Return a keyword's literal value, normalised by :func:`_number_or_text`."""
     if isinstance(node, ast.Name) and node.id in constants:
         return constants[node.id]
     try:
         value = ast.literal_eval(node)
     except ValueError:
         return None
+    return _number_or_text(value)
+
+
+def _number_or_text(value):
+    """Return a number or text as is, the mean of a tuple of numbers, and None otherwise."""
     if isinstance(value, tuple | list) and value and all(isinstance(v, int | float) for v in value):
         return sum(value) / len(value)
     return value if not isinstance(value, bool) else None
@@ -233,27 +295,35 @@ def _keyword_value(node: ast.AST, constants: dict):
 def _graph_features(statements) -> dict[str, float]:
     """Compute depth, width and merges of the data flow between assigned variables."""
     depth, last_use, merges, merge_inputs = {}, {}, 0, 0
+    deepest = 0
     for index, (target, _, inputs) in enumerate(statements):
-        known = [name for name in inputs if name in depth]
-        depth[target] = 1 + max((depth[name] for name in known), default=0)
-        for name in known:
-            last_use[name] = index
-        if len(known) > 1 and target != "<return>":
-            merges += 1
-            merge_inputs += len(known)
-    variables = [target for target, _, _ in statements if target != "<return>"]
+        longest = 0
+        known = 0
+        for name in inputs:
+            if name in depth:
+                known += 1
+                last_use[name] = index
+                longest = max(longest, depth[name])
+        depth[target] = longest + 1
+        if target != "<return>":
+            deepest = max(deepest, longest + 1)
+            if known > 1:
+                merges += 1
+                merge_inputs += known
     # A variable is alive from its assignment up to the statement before its last reader.
     changes = [0] * (len(statements) + 1)
     for index, (target, _, _) in enumerate(statements):
-        if last_use.get(target, -1) > index:
+        last = last_use.get(target, -1)
+        if last > index:
             changes[index] += 1
-            changes[last_use[target]] -= 1
+            changes[last] -= 1
     width = alive = 0
     for change in changes:
         alive += change
-        width = max(width, alive)
+        if alive > width:
+            width = alive
     return {
-        "code_depth": max((depth[v] for v in variables), default=0),
+        "code_depth": deepest,
         "code_width": width,
         "code_num_merges": merges,
         "code_merge_inputs": merge_inputs,

@@ -59,6 +59,19 @@ if __name__ == "__main__":
 """
 
 
+# Lines of build_model before its first layer: the signature, docstring and input check.
+_BUILD_MODEL_PREAMBLE_LINES = len(_HEADER[_HEADER.index("def build_model") :].rstrip().split("\n"))
+
+
+def build_model_line_count(num_layers: int) -> int:
+    """Return the number of lines of the ``build_model`` that :func:`emit_source` writes.
+
+    The function contains its preamble, one line per Keras layer (the input included) and the
+    return line.
+    """
+    return _BUILD_MODEL_PREAMBLE_LINES + num_layers + 1
+
+
 def _wrap(phrase: str, width: int = 92) -> str:
     lines, current = [], "    "
     for word in phrase.split(" "):

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cnngen.solver import KerasLayer, ResolvedArchitecture
 
 
-@dataclass(frozen=True)
-class LayerCost:
-    """Parameters and FLOPs of one Keras layer."""
+class LayerCost(NamedTuple):
+    """Parameters and FLOPs of one Keras layer (a named tuple, cheap to create in bulk)."""
 
     name: str
     class_name: str
@@ -115,7 +115,9 @@ def layer_flops(layer: KerasLayer) -> int:
 def _weighted_depth(layers: tuple[KerasLayer, ...]) -> int:
     depth: dict[str, int] = {}
     for layer in layers:
-        incoming = max((depth[name] for name in layer.inputs), default=0)
+        incoming = 0
+        for name in layer.inputs:
+            incoming = max(incoming, depth[name])
         depth[layer.name] = incoming + (1 if layer.class_name in ("Conv2D", "Dense") else 0)
     return depth[layers[-1].name]
 

@@ -1,14 +1,17 @@
-"""Tests of cnngen.code_features on emitted, hand-written and edited Keras sources."""
+"""Tests of cnngen.code_features on emitted, hand-written and edited Keras sources, and of
+the same features read from architecture objects."""
 
 import pytest
 
 from cnngen.code_features import (
     CODE_FEATURE_COLUMNS,
+    architecture_code_features,
     code_feature_frame,
     code_features,
     stored_code_features,
 )
 from cnngen.errors import CNNGenError
+from cnngen.generation import sampling_config
 from cnngen.grammar import parse
 from cnngen.keras_source import emit_source, write_source
 from cnngen.sampling import sample_many
@@ -118,6 +121,32 @@ BAD_SOURCES = [
 def test_bad_source_rejected(source, message):
     with pytest.raises(CNNGenError, match=message):
         code_features(source)
+
+
+@pytest.mark.parametrize("sampling", ["configured", "original_effective"])
+@pytest.mark.parametrize(
+    ("shape", "classes"), [((8, 8, 1), 10), ((28, 28, 1), 10), ((32, 32, 3), 100)]
+)
+def test_object_path_equals_parsed_source(sampling, shape, classes):
+    """Reading the layer graph gives, for every column, what parsing the emitted file gives."""
+    config = sampling_config(sampling)
+    for _, resolved in sample_many(11, 150, shape, classes, config):
+        from_source = code_features(emit_source(resolved))
+        assert architecture_code_features(resolved) == from_source, resolved.to_phrase()
+
+
+def test_object_path_counts_lines_of_build_model():
+    resolved = solve(parse("input conv flatten dense output"), (8, 8, 1), 10)
+    assert (
+        architecture_code_features(resolved)["code_num_lines"]
+        == (code_features(emit_source(resolved))["code_num_lines"])
+    )
+    longer = solve(parse("input conv conv max_pooling flatten dense output"), (8, 8, 1), 10)
+    difference = len(longer.layers) - len(resolved.layers)
+    features = architecture_code_features(longer)
+    assert features["code_num_lines"] == (
+        architecture_code_features(resolved)["code_num_lines"] + difference
+    )
 
 
 def test_frame_from_sources_and_resolved():
