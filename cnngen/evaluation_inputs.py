@@ -58,6 +58,11 @@ def read_results(path: str | os.PathLike):
             column the evaluation needs.
     """
     path = Path(path)
+    if not path.exists():
+        raise CNNGenError(
+            f"results {str(path)!r} not found; pass a run directory, its results.sqlite, or a "
+            "results.parquet written by scripts/export_reference.py"
+        )
     if path.is_dir():
         candidates = [path / "results.sqlite", path / "results.parquet"]
         found = [candidate for candidate in candidates if candidate.is_file()]
@@ -108,7 +113,9 @@ def predictor_inputs(rows, features=None, proxies=None, run_dir=None, *, progres
     if run_dir is not None:
         parts.append(pd.DataFrame({"image_path": rows["image_path"].to_numpy(),
                                    "run_dir": str(run_dir)}))  # fmt: skip
-    parts.append(_rows_of(features, rows, "features", "cnngen.features.stored_features"))
+    features = _rows_of(features, rows, "features", "cnngen.features.stored_features")
+    # The structural features repeat the requested epochs, which the identity columns hold.
+    parts.append(features.drop(columns=[name for name in IDENTITY_COLUMNS if name in features]))
     if proxies is not None:
         table = _rows_of(proxies, rows, "proxies", "cnngen.proxies.cached_proxies")
         incomplete = [name for name in table.columns if table[name].isna().any()]

@@ -26,7 +26,7 @@ from cnngen.evaluation import (
     split_architectures,
     target_values,
 )
-from cnngen.evaluation_inputs import cheap_features, parse_train_sizes
+from cnngen.evaluation_inputs import cheap_features, parse_train_sizes, predictor_inputs
 from cnngen.features import architecture_features, stored_features
 from cnngen.metrics import compute_metrics
 from cnngen.proxies import PROXY_COLUMNS
@@ -520,3 +520,22 @@ def test_cli_evaluate_rejects_bad_neural_epochs(store_path, capsys):
     ])  # fmt: skip
     assert status == 2
     assert "epochs" in capsys.readouterr().err
+
+
+def test_predictor_inputs_name_each_column_once(store_path):
+    rows = read_results(store_path)
+    inputs = predictor_inputs(rows[rows["status"] == "ok"].reset_index(drop=True))
+    assert not inputs.columns.duplicated().any()
+    assert "epochs" in inputs.columns
+
+
+def test_fitted_predictor_predicts_on_plain_feature_table(store_path):
+    """A predictor fitted on the evaluation's inputs reads the same columns elsewhere."""
+    from cnngen.predictors import DecisionTreePredictor
+
+    rows = read_results(store_path)
+    rows = rows[rows["status"] == "ok"].reset_index(drop=True)
+    inputs = predictor_inputs(rows)
+    predictor = DecisionTreePredictor(random_state=0).fit(inputs, rows["energy_kwh"])
+    plain = inputs[list(predictor.feature_names_in_)]
+    np.testing.assert_array_equal(predictor.predict(plain), predictor.predict(inputs))

@@ -502,3 +502,9 @@ def test_load_predictor_reads_torch_file(resolved_list, log_flops, tmp_path):
     np.testing.assert_allclose(
         loaded.predict(resolved_list[:6]), predictor.predict(resolved_list[:6]), rtol=1e-6
     )
+
+
+def test_repeated_feature_column_rejected(cheap_table, log_flops):
+    repeated = pd.concat([cheap_table, cheap_table[["epochs"]]], axis=1)
+    with pytest.raises(CNNGenError, match=r"several columns named \['epochs'\]"):
+        DecisionTreePredictor(random_state=0).fit(repeated, log_flops)

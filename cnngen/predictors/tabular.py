@@ -177,9 +177,15 @@ def feature_table(X, names: Sequence[str]):  # noqa: N803
         names: Feature columns, of :data:`KNOWN_FEATURES`.
 
     Raises:
-        CNNGenError: If a proxy column is missing, or features are missing and the table has
-            no rows to compute them from.
+        CNNGenError: If a proxy column is missing, features are missing and the table has no
+            rows to compute them from, or a feature column appears more than once.
     """
+    repeated = sorted({name for name in X.columns[X.columns.duplicated()] if name in names})
+    if repeated:
+        raise CNNGenError(
+            f"the table has several columns named {repeated}; keep one of each before fitting "
+            "or predicting"
+        )
     missing = [name for name in names if name not in X.columns]
     if not missing:
         return X[list(names)]
@@ -208,6 +214,21 @@ def resolved_feature_table(resolved_list: list, epochs, names: Sequence[str]):
     """
     import pandas as pd
 
+    check_cheap_features(names)
+    parts = []
+    if any(name in FEATURE_COLUMNS for name in names):
+        parts.append(feature_frame(resolved_list, epochs))
+    if any(name in CODE_FEATURE_COLUMNS for name in names):
+        parts.append(code_feature_frame(resolved_list))
+    return pd.concat(parts, axis=1)[list(names)]
+
+
+def check_cheap_features(names: Sequence[str]) -> None:
+    """Raise if a feature column is a proxy, which cannot be computed without TensorFlow.
+
+    Raises:
+        CNNGenError: If a name is a proxy column.
+    """
     proxies = [name for name in names if name in PROXY_COLUMNS]
     if proxies:
         raise CNNGenError(
@@ -215,12 +236,6 @@ def resolved_feature_table(resolved_list: list, epochs, names: Sequence[str]):
             "images; compute them with cnngen.proxies.compute_proxies, or fit the predictor on "
             "a table without proxy columns"
         )
-    parts = []
-    if any(name in FEATURE_COLUMNS for name in names):
-        parts.append(feature_frame(resolved_list, epochs))
-    if any(name in CODE_FEATURE_COLUMNS for name in names):
-        parts.append(code_feature_frame(resolved_list))
-    return pd.concat(parts, axis=1)[list(names)]
 
 
 def feature_matrix(X, names: list[str]) -> np.ndarray:  # noqa: N803
