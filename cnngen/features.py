@@ -87,7 +87,7 @@ def architecture_features(resolved: ResolvedArchitecture, epochs: int) -> dict[s
     Raises:
         CNNGenError: If epochs is not a positive integer.
     """
-    _check_epochs(epochs)
+    check_epochs(epochs)
     metrics = compute_metrics(resolved)
     features: dict[str, float] = {
         "num_layers": metrics.num_layers,
@@ -208,7 +208,8 @@ def stored_features(frame, *, progress: bool = False):
     return features
 
 
-def _check_epochs(epochs) -> None:
+def check_epochs(epochs) -> None:
+    """Raise a CNNGenError unless epochs is a positive integer (Python or NumPy)."""
     # operator.index accepts Python and NumPy integers but not floats such as 2.0.
     try:
         valid = not isinstance(epochs, bool) and operator.index(epochs) >= 1

@@ -1,18 +1,23 @@
-"""Scoring many candidate architectures with a fitted predictor, without building models.
+"""Scoring many candidate architectures with fitted predictors, without building models.
 
-:func:`score_phrases` takes phrases, :class:`cnngen.architecture.Architecture` objects (as a
-search keeps them) or resolved architectures, solves them for a data set, computes the
-predictor's features, and predicts. For the predictors over feature tables (DT, Py_code, RF,
-GB without proxies) nothing imports TensorFlow: the features come from the solver's layer
-graph and from the emitted source text parsed with ``ast``. PyTorch predictors receive the
-resolved architectures. Fitting is left to the predictors, and parsing to
-:mod:`cnngen.grammar`.
+A search samples candidates once and scores them many times: for accuracy and for energy,
+at several epoch counts, after each refit. :class:`CandidatePool` keeps the candidates,
+solved for one data set, and computes each one's structural and code features once, when it
+is added. The features are read from the architecture object
+(:func:`cnngen.features.architecture_features` and
+:func:`cnngen.code_features.architecture_code_features`): no source is emitted and nothing
+imports TensorFlow. Scoring with DT, Py_code, RF or GB is then one prediction over the
+pool's feature matrix. PyTorch predictors receive the resolved architectures.
+
+:func:`score_phrases` builds a pool from phrases or architectures and scores it once. Fitting
+is left to the predictors, and parsing to :mod:`cnngen.grammar`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import operator
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -23,25 +28,203 @@ logger = logging.getLogger(__name__)
 _CHUNK_SIZE = 5_000
 
 
+class CandidatePool:
+    """Architectures solved for one data set, with their cheap features computed once.
+
+    Args:
+        dataset: The data set the candidates are solved for, such as ``"fashion_mnist"``.
+        seed: Seed of the values that an added phrase or architecture leaves open.
+
+    Raises:
+        CNNGenError: If the data set is unknown.
+
+    Example:
+        >>> pool = CandidatePool.sample(1000, "fashion_mnist", seed=7)
+        >>> energy = pool.score(energy_predictor, epochs=2)
+        >>> cheapest = [pool.phrases()[i] for i in np.argsort(energy)[:10]]
+    """
+
+    def __init__(self, dataset: str, *, seed: int = 0):
+        from cnngen.datasets import get_dataset_info
+
+        self.info = get_dataset_info(dataset)
+        self.seed = seed
+        self._architectures: list = []
+        self._blocks: list[np.ndarray] = []
+        self._matrix: np.ndarray | None = None
+
+    @classmethod
+    def sample(
+        cls,
+        count: int,
+        dataset: str,
+        *,
+        seed: int = 0,
+        sampling: str = "configured",
+        progress: bool = False,
+    ) -> CandidatePool:
+        """Sample ``count`` architectures, as a run with this seed and sampling draws them.
+
+        Args:
+            count: Number of candidates, a non-negative integer.
+            dataset: The data set they are solved for.
+            seed: The run seed, from which each candidate's seed is derived.
+            sampling: A sampling preset of :func:`cnngen.generation.sampling_config`.
+            progress: Show a tqdm progress bar.
+
+        Raises:
+            CNNGenError: If the count, data set or preset is invalid.
+        """
+        from cnngen.generation import sampling_config
+        from cnngen.sampling import architecture_seeds, sample_resolved
+
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise CNNGenError(f"invalid count {count!r}: expected a non-negative integer")
+        pool = cls(dataset, seed=seed)
+        config = sampling_config(sampling)
+        shape, classes = pool.info.input_shape, pool.info.num_classes
+        resolved = (
+            sample_resolved(arch_seed, shape, classes, config)
+            for arch_seed in architecture_seeds(seed, count)
+        )
+        pool.add(resolved, progress=progress, total=count)
+        return pool
+
+    def add(self, items: Iterable, *, progress: bool = False, total: int | None = None) -> None:
+        """Solve items for the pool's data set and compute their features.
+
+        Args:
+            items: Phrases, :class:`cnngen.architecture.Architecture` or
+                :class:`cnngen.solver.ResolvedArchitecture` objects, in any mix.
+            progress: Show a tqdm progress bar.
+            total: The number of items, for the progress bar when items is a generator.
+
+        Raises:
+            CNNGenError: If a phrase is invalid, an item is of another type, or a resolved
+                architecture was solved for another data set. Items before the bad one stay
+                in the pool.
+        """
+        from tqdm.auto import tqdm
+
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)
+        bar = tqdm(total=total, desc="candidates", unit="arch", disable=not progress)
+        chunk: list = []
+        try:
+            for item in items:
+                chunk.append(_resolve(item, self.info, self.seed))
+                if len(chunk) == _CHUNK_SIZE:
+                    self._append(chunk)
+                    bar.update(len(chunk))
+                    chunk = []
+        finally:
+            if chunk:
+                self._append(chunk)
+                bar.update(len(chunk))
+            bar.close()
+
+    def __len__(self) -> int:
+        return len(self._architectures)
+
+    @property
+    def architectures(self) -> list:
+        """The resolved architectures, in the order they were added."""
+        return list(self._architectures)
+
+    def phrases(self) -> list[str]:
+        """Return the fully pinned phrase of each candidate."""
+        return [resolved.to_phrase() for resolved in self._architectures]
+
+    def feature_frame(self, epochs: int | Sequence[int]):
+        """Return every cheap feature of the candidates as a DataFrame, one row each.
+
+        Args:
+            epochs: The epoch count of all candidates, or one per candidate.
+        """
+        import pandas as pd
+
+        from cnngen.predictors.tabular import CHEAP_FEATURES
+
+        return pd.DataFrame(self._feature_matrix(CHEAP_FEATURES, epochs), columns=CHEAP_FEATURES)
+
+    def score(self, predictor, epochs: int | Sequence[int]) -> np.ndarray:
+        """Predict the target of every candidate with a fitted predictor.
+
+        Args:
+            predictor: A fitted predictor of :data:`cnngen.predictors.PREDICTORS`.
+            epochs: The epochs the candidates would be trained for (a feature of DT, RF and
+                GB), for all of them or one per candidate.
+
+        Returns:
+            One prediction per candidate, in the order they were added.
+
+        Raises:
+            CNNGenError: If the predictor is not fitted or uses proxies, or epochs is invalid.
+        """
+        from cnngen.predictors.tabular import FeatureRegressor
+
+        _check_scorable(predictor)
+        if not self._architectures:
+            _epochs_column(epochs, 0)
+            return np.zeros(0)
+        if isinstance(predictor, FeatureRegressor):
+            names = list(predictor.feature_names_in_)
+            return predictor.predict(self._feature_matrix(names, epochs))
+        return np.asarray(predictor.predict(self._architectures), dtype=float)
+
+    def _append(self, resolved_list: list) -> None:
+        from cnngen.code_features import architecture_code_features
+        from cnngen.features import architecture_features
+
+        # The epochs column is filled when scoring, so 1 stands in for it here.
+        rows = [
+            [*architecture_features(resolved, 1).values(),
+             *architecture_code_features(resolved).values()]
+            for resolved in resolved_list
+        ]  # fmt: skip
+        self._blocks.append(np.array(rows, dtype=float))
+        self._architectures.extend(resolved_list)
+        self._matrix = None
+
+    def _feature_matrix(self, names: Sequence[str], epochs) -> np.ndarray:
+        from cnngen.predictors.tabular import CHEAP_FEATURES, check_cheap_features
+
+        check_cheap_features(names)
+        epochs_column = _epochs_column(epochs, len(self))
+        if self._matrix is None:
+            width = len(CHEAP_FEATURES)
+            self._matrix = np.concatenate(self._blocks) if self._blocks else np.zeros((0, width))
+            self._blocks = [self._matrix]
+        index = {name: position for position, name in enumerate(CHEAP_FEATURES)}
+        matrix = self._matrix[:, [index[name] for name in names]]
+        if "epochs" in names:
+            matrix[:, list(names).index("epochs")] = epochs_column
+        return matrix
+
+
 def score_phrases(
     predictor,
     phrases_or_architectures: Iterable,
     dataset: str,
-    epochs: int,
+    epochs: int | Sequence[int],
     *,
     seed: int = 0,
     progress: bool = False,
 ) -> np.ndarray:
     """Predict the target of many architectures with a fitted predictor.
 
+    Builds a :class:`CandidatePool` and scores it once; a search that scores the same
+    candidates again should keep the pool.
+
     Args:
         predictor: A fitted predictor of :data:`cnngen.predictors.PREDICTORS`.
         phrases_or_architectures: Phrases, :class:`cnngen.architecture.Architecture` or
             :class:`cnngen.solver.ResolvedArchitecture` objects, in any mix.
         dataset: The data set they are solved for, such as ``"fashion_mnist"``.
-        epochs: The epochs they would be trained for (a feature of DT, RF and GB).
+        epochs: The epochs they would be trained for (a feature of DT, RF and GB), for all
+            of them or one per item.
         seed: Seed of the values that a phrase or architecture leaves open.
-        progress: Show a tqdm progress bar over chunks of architectures.
+        progress: Show a tqdm progress bar while the features are computed.
 
     Returns:
         One prediction per item, in input order.
@@ -50,29 +233,53 @@ def score_phrases(
         CNNGenError: If the predictor is not fitted or uses proxies, a phrase is invalid, a
             resolved architecture was solved for another data set, or the data set is unknown.
     """
+    # Fail before computing features for an unusable predictor.
+    _check_scorable(predictor)
+    pool = CandidatePool(dataset, seed=seed)
+    pool.add(phrases_or_architectures, progress=progress)
+    return pool.score(predictor, epochs)
+
+
+def _check_scorable(predictor) -> None:
+    """Raise if the predictor is not fitted, or reads proxies that a pool cannot compute."""
     from sklearn.exceptions import NotFittedError
-    from tqdm.auto import tqdm
+    from sklearn.utils.validation import check_is_fitted
 
-    from cnngen.datasets import get_dataset_info
-    from cnngen.predictors.tabular import FeatureRegressor
+    from cnngen.predictors.tabular import FeatureRegressor, check_cheap_features
 
-    info = get_dataset_info(dataset)
-    items = list(phrases_or_architectures)
-    chunks = [items[i : i + _CHUNK_SIZE] for i in range(0, len(items), _CHUNK_SIZE)]
-    scores = []
-    for chunk in tqdm(chunks, desc="scoring", unit="chunk", disable=not progress):
-        resolved = [_resolve(item, info, seed) for item in chunk]
-        try:
-            if isinstance(predictor, FeatureRegressor):
-                scores.append(predictor.predict(predictor.features(resolved, epochs)))
-            else:
-                scores.append(np.asarray(predictor.predict(resolved), dtype=float))
-        except NotFittedError:
+    try:
+        check_is_fitted(predictor)
+    except NotFittedError:
+        raise CNNGenError(
+            f"the {type(predictor).__name__} is not fitted; fit it or load a saved one "
+            "before scoring"
+        ) from None
+    except TypeError:
+        raise CNNGenError(
+            f"cannot score with a {type(predictor).__name__}; pass a fitted predictor of "
+            "cnngen.predictors.PREDICTORS"
+        ) from None
+    if isinstance(predictor, FeatureRegressor):
+        check_cheap_features(predictor.feature_names_in_)
+
+
+def _epochs_column(epochs, count: int) -> np.ndarray:
+    """Return one epoch count per candidate, or raise if a count is not a positive integer."""
+    from cnngen.features import check_epochs
+
+    if isinstance(epochs, Iterable) and not isinstance(epochs, str):
+        values = list(epochs)
+        if len(values) != count:
             raise CNNGenError(
-                f"the {type(predictor).__name__} is not fitted; fit it or load a saved one "
-                "before scoring"
-            ) from None
-    return np.concatenate(scores) if scores else np.zeros(0)
+                f"got {len(values)} epoch counts for {count} candidates; pass one count per "
+                "candidate or a single count for all"
+            )
+    else:
+        values = [epochs]
+    for value in values:
+        check_epochs(value)
+    column = np.asarray([operator.index(value) for value in values], dtype=float)
+    return column if len(values) == count else np.full(count, column[0])
 
 
 def _resolve(item, info, seed: int):

@@ -1,0 +1,159 @@
+"""Tests of CandidatePool and score_phrases: scoring many architectures without models."""
+
+import numpy as np
+import pytest
+
+from cnngen.code_features import code_feature_frame
+from cnngen.errors import CNNGenError
+from cnngen.features import feature_frame
+from cnngen.generation import sampling_config
+from cnngen.keras_source import emit_source
+from cnngen.metrics import compute_metrics
+from cnngen.predictors import (
+    DecisionTreePredictor,
+    PyCodePredictor,
+    RandomForestPredictor,
+    score_phrases,
+)
+from cnngen.predictors.scoring import CandidatePool
+from cnngen.predictors.tabular import CHEAP_FEATURES, resolved_feature_table
+from cnngen.sampling import sample_many
+
+
+@pytest.fixture(scope="module")
+def resolved_list():
+    return [r for _, r in sample_many(5, 40, (8, 8, 1), 10, sampling_config("configured"))]
+
+
+@pytest.fixture(scope="module")
+def table(resolved_list):
+    epochs = [1 + i % 3 for i in range(len(resolved_list))]
+    return resolved_feature_table(resolved_list, epochs, CHEAP_FEATURES)
+
+
+@pytest.fixture(scope="module")
+def target(resolved_list, table):
+    """An energy-like target: FLOPs times epochs, plus a term of the code features."""
+    flops = np.array([compute_metrics(r).flops for r in resolved_list], dtype=float)
+    return flops * table["epochs"].to_numpy() * 1e-12 + table["code_width"].to_numpy() * 1e-9
+
+
+@pytest.fixture(scope="module")
+def forest(table, target):
+    return RandomForestPredictor(n_estimators=20, random_state=0).fit(table, target)
+
+
+@pytest.fixture(scope="module")
+def pool(resolved_list):
+    pool = CandidatePool("digits")
+    pool.add(resolved_list)
+    return pool
+
+
+def test_pool_features_match_parsed_source(pool, resolved_list):
+    """The pool's columns are the structural features and the code features of the files."""
+    frame = pool.feature_frame(epochs=3)
+    structural = feature_frame(resolved_list, 3)
+    parsed = code_feature_frame([emit_source(r) for r in resolved_list])
+    assert list(frame.columns) == list(CHEAP_FEATURES)
+    np.testing.assert_array_equal(frame[structural.columns].to_numpy(), structural.to_numpy())
+    np.testing.assert_array_equal(frame[parsed.columns].to_numpy(), parsed.to_numpy())
+
+
+@pytest.mark.parametrize("kind", [DecisionTreePredictor, RandomForestPredictor, PyCodePredictor])
+def test_pool_scores_equal_predictions_on_the_table(kind, pool, table, target):
+    options = {} if kind is DecisionTreePredictor else {"n_estimators": 10}
+    predictor = kind(random_state=0, **options).fit(table, target)
+    epochs = table["epochs"].tolist()
+    np.testing.assert_array_equal(pool.score(predictor, epochs), predictor.predict(table))
+
+
+def test_epochs_change_the_scores_of_predictors_that_read_them(pool, forest, table):
+    one_epoch, three_epochs = pool.score(forest, 1), pool.score(forest, 3)
+    assert one_epoch.shape == three_epochs.shape == (len(table),)
+    assert not np.array_equal(one_epoch, three_epochs)
+
+
+def test_pool_grows_and_scores_again(resolved_list, forest):
+    pool = CandidatePool("digits")
+    pool.add(resolved_list[:10])
+    first = pool.score(forest, 2)
+    pool.add(resolved_list[10:25])
+    again = pool.score(forest, 2)
+    assert len(pool) == 25 and len(again) == 25
+    np.testing.assert_array_equal(again[:10], first)
+
+
+def test_sample_draws_the_runs_architectures():
+    pool = CandidatePool.sample(6, "digits", seed=9)
+    config = sampling_config("configured")
+    expected = [r.to_phrase() for _, r in sample_many(9, 6, (8, 8, 1), 10, config)]
+    assert pool.phrases() == expected
+    assert CandidatePool.sample(6, "digits", seed=9).phrases() == expected
+    assert len(pool.architectures) == 6
+
+
+def test_sample_more_than_one_chunk_keeps_order(monkeypatch):
+    from cnngen.predictors import scoring
+
+    monkeypatch.setattr(scoring, "_CHUNK_SIZE", 4)
+    pool = CandidatePool.sample(10, "digits", seed=2)
+    whole = CandidatePool("digits")
+    whole.add(pool.architectures)
+    np.testing.assert_array_equal(pool.feature_frame(2), whole.feature_frame(2))
+
+
+def test_empty_pool_scores_nothing(forest):
+    pool = CandidatePool.sample(0, "digits")
+    assert pool.score(forest, 2).shape == (0,)
+    assert pool.feature_frame(2).shape == (0, len(CHEAP_FEATURES))
+
+
+@pytest.mark.parametrize(
+    ("epochs", "message"),
+    [
+        (0, "invalid epochs 0"),
+        (2.5, "invalid epochs 2.5"),
+        (True, "invalid epochs True"),
+        ("2", "invalid epochs '2'"),
+        ([2, 2], "got 2 epoch counts for 40 candidates"),
+    ],
+)
+def test_invalid_epochs_rejected(pool, forest, epochs, message):
+    with pytest.raises(CNNGenError, match=message):
+        pool.score(forest, epochs)
+
+
+@pytest.mark.parametrize(
+    ("count", "dataset", "sampling", "message"),
+    [
+        (-1, "digits", "configured", "invalid count -1"),
+        (2.0, "digits", "configured", "invalid count 2.0"),
+        (2, "mnist", "configured", "unknown data set 'mnist'"),
+        (2, "digits", "uniform", "invalid sampling 'uniform'"),
+    ],
+)
+def test_invalid_sample_arguments_rejected(count, dataset, sampling, message):
+    with pytest.raises(CNNGenError, match=message):
+        CandidatePool.sample(count, dataset, sampling=sampling)
+
+
+def test_bad_item_keeps_the_items_before_it(resolved_list):
+    pool = CandidatePool("digits")
+    with pytest.raises(CNNGenError, match="cannot score a int"):
+        pool.add([resolved_list[0], resolved_list[1].to_phrase(), 42, resolved_list[2]])
+    assert len(pool) == 2
+
+
+def test_score_phrases_matches_the_pool(pool, forest, resolved_list):
+    phrases = [r.to_phrase() for r in resolved_list]
+    np.testing.assert_array_equal(
+        score_phrases(forest, phrases, "digits", 2), pool.score(forest, 2)
+    )
+
+
+def test_unfitted_predictor_rejected_before_features(pool):
+    with pytest.raises(CNNGenError, match="DecisionTreePredictor is not fitted"):
+        pool.score(DecisionTreePredictor(), 2)
+    with pytest.raises(CNNGenError, match="cannot score with a str"):
+        pool.score("RF", 2)
