@@ -1,9 +1,10 @@
 """The ``cnngen`` command line.
 
 ``check``, ``sample``, ``describe`` and ``emit`` import neither TensorFlow nor PyTorch, so they
-return in well under a second; ``emit --png``, ``run`` and ``evaluate`` import what they need
-when they run. Every error CNNGen raises on purpose is printed as one line on stderr with exit
-status 2; an unexpected error keeps its traceback.
+return in well under a second, and ``fit`` and ``score`` import neither for the tree-based
+predictors. ``emit --png``, ``run`` and ``evaluate`` import what they need when they run.
+Every error CNNGen raises on purpose is printed as one line on stderr with exit status 2; an
+unexpected error keeps its traceback.
 """
 
 from __future__ import annotations
@@ -172,6 +173,73 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_fit(args) -> int:
+    from cnngen.evaluation import fit_on_results
+
+    predictor, count = fit_on_results(
+        args.database,
+        args.predictor,
+        args.target,
+        statuses=args.statuses,
+        random_state=args.seed,
+        progress=True,
+    )
+    path = predictor.save(args.output)
+    print(f"{args.predictor} fitted on {count} trainings to predict {args.target}")
+    print(path)
+    return 0
+
+
+def cmd_score(args) -> int:
+    import time
+
+    import pandas as pd
+
+    from cnngen.predictors import load_predictor
+    from cnngen.predictors.scoring import CandidatePool
+
+    predictors = {Path(path).stem: load_predictor(path) for path in args.predictors}
+    if len(predictors) != len(args.predictors):
+        raise CNNGenError(
+            f"predictor files {[str(p) for p in args.predictors]} share a file name; give "
+            "each a distinct name, which becomes its column"
+        )
+    start = time.perf_counter()
+    if args.phrases is not None:
+        pool = CandidatePool(args.dataset, seed=args.seed)
+        pool.add(_read_phrases(args.phrases), progress=True)
+    else:
+        pool = CandidatePool.sample(
+            args.sample, args.dataset, seed=args.seed, sampling=args.sampling, progress=True
+        )
+    prepared = time.perf_counter()
+    table = pd.DataFrame({"phrase": pool.phrases()})
+    for column, predictor in predictors.items():
+        table[column] = pool.score(predictor, args.epochs)
+    scored = time.perf_counter()
+    print(
+        f"{len(pool):,} architectures: solved and featurised in {prepared - start:.1f} s, "
+        f"scored by {len(predictors)} predictors in {scored - prepared:.2f} s",
+        file=sys.stderr,
+    )
+    if args.output is None:
+        table.to_csv(sys.stdout, index=False)
+    else:
+        table.to_csv(args.output, index=False)
+        print(args.output)
+    return 0
+
+
+def _read_phrases(path: Path) -> list[str]:
+    """Return the phrases of a file, one per line, skipping blank lines and # comments."""
+    text = path.read_text(encoding="utf-8")
+    phrases = [line.strip() for line in text.splitlines()]
+    phrases = [phrase for phrase in phrases if phrase and not phrase.startswith("#")]
+    if not phrases:
+        raise CNNGenError(f"{path} contains no phrase; write one phrase per line")
+    return phrases
+
+
 def _parse_assignment(text: str) -> tuple[str, str]:
     key, separator, value = text.partition("=")
     if not separator or not key:
@@ -189,6 +257,14 @@ def _add_phrase_arguments(parser: argparse.ArgumentParser) -> None:
         type=_non_negative_int,
         default=0,
         help="seed of the values the phrase leaves open (default 0)",
+    )
+
+
+def _add_results_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "database",
+        type=Path,
+        help="results.sqlite, a run directory, or results.parquet of scripts/export_reference.py",
     )
 
 
@@ -262,11 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="evaluate the predictors on a run's results or a Parquet export"
     )
-    evaluate.add_argument(
-        "database",
-        type=Path,
-        help="results.sqlite, a run directory, or results.parquet of scripts/export_reference.py",
-    )
+    _add_results_argument(evaluate)
     evaluate.add_argument(
         "--predictors", nargs="+", default=["DT", "Py_code", "RF", "GB"],
         help="predictor names (default: DT Py_code RF GB)",
@@ -311,6 +383,56 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     evaluate.add_argument("-o", "--output", type=Path, help="also write the summary to this CSV")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    fit = commands.add_parser(
+        "fit", help="fit a predictor on every training of a run's results and save it"
+    )
+    _add_results_argument(fit)
+    fit.add_argument("--predictor", default="RF", help="DT, Py_code, RF or GB (default: RF)")
+    fit.add_argument(
+        "--target", required=True,
+        help="test_accuracy, energy_kwh or energy_per_epoch_kwh",
+    )  # fmt: skip
+    fit.add_argument(
+        "--statuses", nargs="+", default=["ok"], help="training statuses to fit on (default: ok)"
+    )
+    fit.add_argument("--seed", type=int, default=0, help="seed of the predictor (default 0)")
+    fit.add_argument(
+        "-o", "--output", type=Path, required=True, help="the predictor file to write (.joblib)"
+    )
+    fit.set_defaults(handler=cmd_fit)
+
+    score = commands.add_parser(
+        "score", help="predict accuracy or energy of many architectures without training them"
+    )
+    score.add_argument(
+        "predictors", type=Path, nargs="+",
+        help="predictor files written by `cnngen fit` or a predictor's save(); each file's "
+        "name (without suffix) names its column",
+    )  # fmt: skip
+    source = score.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--sample", type=_non_negative_int, help="score this many sampled architectures"
+    )
+    source.add_argument("--phrases", type=Path, help="score the phrases of a file, one per line")
+    score.add_argument(
+        "--dataset", required=True, help="digits, fashion_mnist, cifar10 or cifar100"
+    )
+    score.add_argument(
+        "--epochs", type=int, required=True, help="the epochs they would be trained for"
+    )
+    score.add_argument(
+        "--seed", type=_non_negative_int, default=0,
+        help="run seed of the sample, or seed of the values the phrases leave open (default 0)",
+    )  # fmt: skip
+    score.add_argument(
+        "--sampling", default="configured",
+        help="sampling preset: configured or original_effective (default: configured)",
+    )  # fmt: skip
+    score.add_argument(
+        "-o", "--output", type=Path, help="write the CSV here instead of standard output"
+    )
+    score.set_defaults(handler=cmd_score)
     return parser
 
 

@@ -176,6 +176,64 @@ def evaluate_database(path: str | os.PathLike, **options):
     return summary
 
 
+def fit_on_results(
+    path: str | os.PathLike,
+    name: str,
+    target: str,
+    *,
+    statuses=("ok",),
+    random_state: int | None = 0,
+    progress: bool = False,
+    **options,
+):
+    """Fit one feature predictor on every evaluated training of stored results.
+
+    This is the predictor to save and use for scoring new architectures: unlike the
+    evaluation, it holds out nothing. The features are computed as the evaluation computes
+    them, the code features from the stored files when the run directory has them.
+
+    Args:
+        path: As in :func:`evaluate_database`.
+        name: ``DT``, ``Py_code``, ``RF`` or ``GB``. The PyTorch predictors are fitted from
+            Python, with their own inputs.
+        target: One of :data:`TARGETS`.
+        statuses: Training statuses to fit on.
+        random_state: Seed of the predictor.
+        progress: Show progress bars while computing features.
+        **options: Other hyper-parameters of the predictor.
+
+    Returns:
+        The fitted predictor and the number of trainings it was fitted on.
+
+    Raises:
+        CNNGenError: If a name, target, status or option is invalid, the results cannot be
+            read, or fewer than 2 trainings have the statuses and a known target.
+    """
+    from cnngen.predictors import TORCH_PREDICTORS, make_predictor
+    from cnngen.store import STATUSES
+
+    check_names("target", [target], TARGETS)
+    check_names("status", list(statuses), STATUSES)
+    if name in TORCH_PREDICTORS:
+        raise CNNGenError(
+            f"predictor {name!r} needs PyTorch and its own inputs; fit DT, Py_code, RF or GB "
+            "here, and Neural or Img from Python (see docs/predictors.md)"
+        )
+    predictor = make_predictor(name, random_state=random_state, **options)
+    frame = read_results(path)
+    rows = frame[frame["status"].isin(list(statuses))]
+    values = target_values(rows, target).to_numpy()
+    known = np.isfinite(values)
+    if int(known.sum()) < 2:
+        raise CNNGenError(
+            f"only {int(known.sum())} trainings with status {', '.join(statuses)} have a "
+            f"known {target} in {os.fspath(path)!r}; a predictor needs at least 2"
+        )
+    rows = rows[known].reset_index(drop=True)
+    inputs = predictor_inputs(rows, run_dir=frame.attrs.get("run_dir"), progress=progress)
+    return predictor.fit(inputs, values[known]), len(rows)
+
+
 def run_evaluation(
     path: str | os.PathLike,
     *,

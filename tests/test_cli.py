@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,119 @@ def test_negative_seed_is_rejected():
     result = run_cli("sample", "--count", "1", "--seed", "-1", "--dataset", "digits")
     assert result.returncode == 2
     assert "must be a non-negative integer" in result.stderr
+
+
+# Fitting a predictor on the reference dataset and scoring new architectures with it.
+
+REFERENCE = str(Path(__file__).resolve().parent.parent / "data" / "reference")
+
+
+@pytest.fixture(scope="module")
+def energy_tree_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fit") / "dt_energy.joblib"
+    result = run_cli(
+        "fit", REFERENCE, "--predictor", "DT", "--target", "energy_kwh", "-o", str(path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DT fitted on 336 trainings to predict energy_kwh" in result.stdout
+    return path
+
+
+def test_score_reproduces_fitted_energy(energy_tree_file, tmp_path):
+    """A fully grown tree scores the reference phrases with their measured energy."""
+    import pandas as pd
+
+    results = pd.read_parquet(f"{REFERENCE}/results.parquet")
+    ok = results[results["status"] == "ok"].head(25)
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("# reference phrases\n\n" + "\n".join(ok["phrase"]) + "\n")
+    output = tmp_path / "scores.csv"
+    result = run_cli(
+        "score", str(energy_tree_file), "--phrases", str(phrases), "--dataset",
+        "fashion_mnist", "--epochs", "2", "-o", str(output),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_csv(output)
+    assert list(scores.columns) == ["phrase", "dt_energy"]
+    assert scores["phrase"].tolist() == ok["phrase"].tolist()
+    close = abs(scores["dt_energy"].to_numpy() - ok["energy_kwh"].to_numpy()) <= (
+        1e-9 + 1e-6 * ok["energy_kwh"].to_numpy()
+    )
+    assert close.mean() >= 0.9, scores.assign(measured=ok["energy_kwh"].to_numpy())
+
+
+def test_score_samples_without_tensorflow(energy_tree_file, tmp_path):
+    output = tmp_path / "sampled.csv"
+    code = (
+        "import sys\nfrom cnngen.cli import main\n"
+        f"status = main(['score', {str(energy_tree_file)!r}, '--sample', '40', '--dataset', "
+        f"'fashion_mnist', '--epochs', '3', '--seed', '5', '-o', {str(output)!r}])\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'torch')]\n"
+        "print('STATUS', status, 'HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "STATUS 0 HEAVY []" in result.stdout, result.stdout + result.stderr
+    import pandas as pd
+
+    scores = pd.read_csv(output)
+    assert len(scores) == 40 and (scores["dt_energy"] > 0).all()
+    again = run_cli(
+        "score", str(energy_tree_file), "--sample", "40", "--dataset", "fashion_mnist",
+        "--epochs", "3", "--seed", "5",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1:] == output.read_text().splitlines()[1:]
+    assert "40 architectures" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["fit", REFERENCE, "--predictor", "Neural", "--target", "energy_kwh", "-o", "x.joblib"],
+         "predictor 'Neural' needs PyTorch"),
+        (["fit", REFERENCE, "--predictor", "RF", "--target", "energy", "-o", "x.joblib"],
+         "energy"),
+        (["fit", REFERENCE, "--predictor", "XGB", "--target", "energy_kwh", "-o", "x.joblib"],
+         "unknown predictor 'XGB'"),
+        (["fit", "no/such/run", "--target", "energy_kwh", "-o", "x.joblib"], "no/such/run"),
+        (["score", "missing.joblib", "--sample", "3", "--dataset", "digits", "--epochs", "2"],
+         "missing.joblib"),
+    ],
+    ids=["torch predictor", "bad target", "unknown predictor", "missing results", "no file"],
+)  # fmt: skip
+def test_fit_and_score_errors_are_one_line(arguments, message, tmp_path):
+    result = subprocess.run([*CLI, *arguments], capture_output=True, text=True, cwd=tmp_path)
+    assert not (tmp_path / "x.joblib").exists()
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ("# nothing here\n\n", [], "contains no phrase"),
+        ("input conv flatten dense\n", [], "invalid phrase"),
+        ("input conv flatten dense output\n", ["--epochs", "0"], "invalid epochs 0"),
+        ("input conv flatten dense output\n", ["--dataset", "mnist"], "unknown data set 'mnist'"),
+    ],
+    ids=["empty file", "bad phrase", "zero epochs", "unknown data set"],
+)
+def test_score_bad_input_is_one_line(energy_tree_file, tmp_path, content, extra, message):
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text(content)
+    options = {"--dataset": "fashion_mnist", "--epochs": "2"}
+    options.update(dict(zip(extra[::2], extra[1::2], strict=True)))
+    flat = [item for pair in options.items() for item in pair]
+    result = run_cli("score", str(energy_tree_file), "--phrases", str(phrases), *flat)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_score_needs_one_source_of_architectures(energy_tree_file):
+    result = run_cli(
+        "score", str(energy_tree_file), "--dataset", "digits", "--epochs", "2",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--sample" in result.stderr and "--phrases" in result.stderr
