@@ -21,14 +21,16 @@ log10(FLOPs) as the target, which costs the same to predict. RF predicts on one 
 Architectures are drawn with the "configured" sampling preset, as the runs draw them.
 Last, unless ``--skip-training``, it trains a0001 of the reference protocol
 (parameters/reference_fashion_mnist.yaml: seed 2024, 1,500 training images, batches of 32,
-Adam) for two epochs with Keras and prints each cost as a share of the second epoch. The first epoch also builds and traces the training step,
-so the second is the stricter baseline.
+Adam) for two epochs with Keras. It prints each cost as a share of both epochs and, for a
+reference export, of the median first and second epochs of its trainings. The first epoch
+also builds and traces the training step, so the second is the stricter baseline.
 """
 
 import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -78,6 +80,21 @@ def fitted_predictors(results: str | None, info):
     # The same forest (same seed, same trees), predicting on every core.
     rf_all_cores = RandomForestPredictor(random_state=0, n_jobs=-1).fit(frame, target)
     return dt, rf, rf_all_cores
+
+
+def reference_epoch_medians(results: str) -> dict[str, float]:
+    """Return the median duration of each epoch of the trainings beside ``--results``.
+
+    Reads the ``epochs.parquet`` of a reference export; a run directory gives nothing.
+    """
+    import pandas as pd
+
+    path = Path(results)
+    epochs_file = (path if path.is_dir() else path.parent) / "epochs.parquet"
+    if not epochs_file.is_file():
+        return {}
+    medians = pd.read_parquet(epochs_file).groupby("epoch")["duration_s"].median()
+    return {f"{path.name} median epoch {epoch}": float(value) for epoch, value in medians.items()}
 
 
 def train_two_epochs(info) -> tuple[float, float]:
@@ -171,11 +188,18 @@ def main() -> None:
         lambda: [solve(parse(phrase), shape, classes) for phrase in subset],
     )
     print(f"features cost {features_s / sample_s:.2f} times sampling and solving")
+    baselines = {}
     if not args.skip_training:
-        first_s, epoch_s = train_two_epochs(info)
-        print(f"{'first training epoch (with tracing)':<44}{first_s:>10.2f} s")
-        print(f"{'second training epoch (the baseline)':<44}{epoch_s:>10.2f} s")
-        print(f"\nshare of the second epoch, for {count:,} architectures:")
+        first_s, second_s = train_two_epochs(info)
+        baselines["a0001 epoch 1"], baselines["a0001 epoch 2"] = first_s, second_s
+    if args.results:
+        baselines.update(reference_epoch_medians(args.results))
+    if baselines:
+        print("\nepochs to compare with (seconds):")
+        for name, seconds in baselines.items():
+            print(f"  {name:<42}{seconds:>10.2f}")
+        print(f"\nshare of each epoch, for {count:,} architectures:")
+        print(f"  {'':<42}" + "".join(f"{name:>28}" for name in baselines))
         for label, seconds in (
             ("DT prediction from the pool", dt_s),
             ("RF prediction from the pool", rf_s),
@@ -184,7 +208,8 @@ def main() -> None:
             ("DT, features included", features_s + dt_s),
             ("RF, features included", features_s + rf_s),
         ):
-            print(f"  {label:<42}{seconds / epoch_s:>10.2f}")
+            shares = "".join(f"{seconds / base:>28.2f}" for base in baselines.values())
+            print(f"  {label:<42}{shares}")
 
 
 if __name__ == "__main__":
