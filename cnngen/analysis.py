@@ -297,6 +297,38 @@ def plot_predicted_vs_measured(
     return _finish(figure, figures_dir, f"predicted_vs_measured_{target}", note)
 
 
+def plot_candidates(candidates, disclosure=None, figures_dir=None):
+    """Draw the predicted accuracy against the predicted energy of scored candidates.
+
+    Args:
+        candidates: Columns ``predicted_test_accuracy``, ``predicted_energy_kwh`` and
+            ``pareto`` (True for the candidates on the Pareto front).
+        disclosure: The measurement disclosure of the results the predictors learned from,
+            for the energy axis label.
+        figures_dir: Folder of the PNG ``candidates.png``, or None.
+    """
+    figure, axes = _new_figure()
+    data = candidates
+    if _has_rows(axes, data, "no candidates were scored"):
+        axes.scatter(
+            data["predicted_energy_kwh"], data["predicted_test_accuracy"], s=8, alpha=0.4,
+            color="tab:blue", label="candidate",
+        )  # fmt: skip
+        front = data[data["pareto"]].sort_values("predicted_energy_kwh")
+        axes.plot(
+            front["predicted_energy_kwh"], front["predicted_test_accuracy"], marker="o",
+            color="tab:red", label="Pareto front",
+        )  # fmt: skip
+        axes.set_xscale("log")
+        axes.legend()
+    axes.set(
+        xlabel=f"predicted {energy_label(disclosure, 'energy per training')}",
+        ylabel="predicted test accuracy",
+        title=f"{len(data):,} candidates scored without training",
+    )
+    return _finish(figure, figures_dir, "candidates", energy_source_note(disclosure))
+
+
 def plot_tau_vs_train_size(summary, target: str, figures_dir=None):
     """Draw each predictor's mean Kendall tau against the number of training architectures.
 

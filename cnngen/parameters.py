@@ -165,6 +165,10 @@ PARAMETERS: dict[str, Parameter] = {
         Parameter("proxies", "bool", False,
                   "compute the zero-cost proxies synflow and NASWOT (cached in the run)",
                   fixed_per_run=False),
+        Parameter("num_candidates", "int", 1000,
+                  "sampled architectures whose accuracy and energy notebook 04 predicts with "
+                  "RF fitted on every training; 0 skips", minimum=0, maximum=10**7,
+                  fixed_per_run=False),
     )
 }  # fmt: skip
 

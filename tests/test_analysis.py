@@ -249,3 +249,27 @@ def test_plots_leave_no_pyplot_figures(run):
     before = plt.get_fignums()
     analysis.plot_energy_vs_flops(run.trainings, run.disclosure)
     assert plt.get_fignums() == before
+
+
+def test_plot_candidates_draws_front(run, tmp_path):
+    candidates = pd.DataFrame(
+        {
+            "predicted_test_accuracy": [0.2, 0.5, 0.4, 0.7],
+            "predicted_energy_kwh": [1e-6, 2e-6, 3e-6, 9e-6],
+            "pareto": [True, True, False, True],
+        }
+    )
+    figure = analysis.plot_candidates(candidates, run.disclosure, tmp_path / "figures")
+    axes = figure.axes[0]
+    front_line = [line for line in axes.get_lines() if line.get_label() == "Pareto front"]
+    assert (tmp_path / "figures" / "candidates.png").stat().st_size > 0
+    assert axes.get_xlabel() == "predicted energy per training (kWh, estimated)"
+    assert list(front_line[0].get_ydata()) == [0.2, 0.5, 0.7]
+    assert axes.get_title() == "4 candidates scored without training"
+
+
+def test_plot_candidates_without_rows_says_so(run):
+    empty = pd.DataFrame(columns=["predicted_test_accuracy", "predicted_energy_kwh", "pareto"])
+    figure = analysis.plot_candidates(empty, run.disclosure)
+    texts = [text.get_text() for text in figure.axes[0].texts]
+    assert any("no candidates were scored" in text for text in texts)

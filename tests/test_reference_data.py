@@ -93,6 +93,7 @@ def test_notebook_04_runs_on_reference_subset(tmp_path):
             "eval_predictors": ["Py_code", "DT", "RF"],
             "train_sizes": ["10", "25", "all"],
             "repetitions": 2,
+            "num_candidates": 300,
         },
         prepare_only=True,
     )
@@ -107,3 +108,8 @@ def test_notebook_04_runs_on_reference_subset(tmp_path):
     summary = pd.read_csv(output_dir / "evaluation.csv")
     assert {"Py_code", "DT", "RF", "params", "flops"} <= set(summary["predictor"])
     assert (output_dir / "figures" / "tau_vs_train_size_energy_kwh.png").is_file()
+    candidates = pd.read_csv(output_dir / "candidates.csv")
+    assert len(candidates) == 300
+    assert candidates["predicted_energy_kwh"].gt(0).all()
+    assert candidates["pareto"].sum() >= 1
+    assert (output_dir / "rf_energy_kwh.joblib").is_file()

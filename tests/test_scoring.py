@@ -15,7 +15,7 @@ from cnngen.predictors import (
     RandomForestPredictor,
     score_phrases,
 )
-from cnngen.predictors.scoring import CandidatePool
+from cnngen.predictors.scoring import CandidatePool, pareto_front
 from cnngen.predictors.tabular import CHEAP_FEATURES, resolved_feature_table
 from cnngen.sampling import sample_many
 
@@ -68,7 +68,7 @@ def test_pool_scores_equal_predictions_on_the_table(kind, pool, table, target):
     np.testing.assert_array_equal(pool.score(predictor, epochs), predictor.predict(table))
 
 
-def test_epochs_change_the_scores_of_predictors_that_read_them(pool, forest, table):
+def test_epochs_change_forest_scores(pool, forest, table):
     one_epoch, three_epochs = pool.score(forest, 1), pool.score(forest, 3)
     assert one_epoch.shape == three_epochs.shape == (len(table),)
     assert not np.array_equal(one_epoch, three_epochs)
@@ -80,7 +80,8 @@ def test_pool_grows_and_scores_again(resolved_list, forest):
     first = pool.score(forest, 2)
     pool.add(resolved_list[10:25])
     again = pool.score(forest, 2)
-    assert len(pool) == 25 and len(again) == 25
+    assert len(pool) == 25
+    assert len(again) == 25
     np.testing.assert_array_equal(again[:10], first)
 
 
@@ -157,3 +158,40 @@ def test_unfitted_predictor_rejected_before_features(pool):
         pool.score(DecisionTreePredictor(), 2)
     with pytest.raises(CNNGenError, match="cannot score with a str"):
         pool.score("RF", 2)
+
+
+def test_pareto_front_keeps_undominated_candidates():
+    accuracy = [0.5, 0.6, 0.4, 0.6, 0.9, 0.55]
+    energy = [1.0, 2.0, 0.5, 3.0, 5.0, 2.0]
+    on_front = pareto_front(accuracy, energy)
+    assert on_front.tolist() == [True, True, True, False, True, False]
+
+
+def test_pareto_front_keeps_first_of_identical_candidates():
+    on_front = pareto_front([0.7, 0.7, 0.2], [1.0, 1.0, 3.0])
+    assert on_front.tolist() == [True, False, False]
+
+
+def test_pareto_front_of_sampled_scores_is_undominated(pool, forest):
+    rng = np.random.default_rng(0)
+    accuracy = rng.random(len(pool))
+    energy = pool.score(forest, 2)
+    on_front = pareto_front(accuracy, energy)
+    assert on_front.any()
+    for index in np.flatnonzero(on_front):
+        dominated = (accuracy >= accuracy[index]) & (energy <= energy[index])
+        dominated &= (accuracy > accuracy[index]) | (energy < energy[index])
+        assert not dominated.any()
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "energy", "message"),
+    [
+        ([0.5, 0.6], [1.0], "pass one value of each per candidate"),
+        ([0.5, float("nan")], [1.0, 2.0], "missing or infinite"),
+        ([[0.5]], [[1.0]], "pass one value of each per candidate"),
+    ],
+)
+def test_pareto_front_bad_input_rejected(accuracy, energy, message):
+    with pytest.raises(CNNGenError, match=message):
+        pareto_front(accuracy, energy)

@@ -176,7 +176,7 @@ class CandidatePool:
         from cnngen.code_features import architecture_code_features
         from cnngen.features import architecture_features
 
-        # The epochs column is filled when scoring, so 1 stands in for it here.
+        # The epochs column is filled when scoring, so it is 1 here.
         rows = [
             [*architecture_features(resolved, 1).values(),
              *architecture_code_features(resolved).values()]
@@ -238,6 +238,43 @@ def score_phrases(
     pool = CandidatePool(dataset, seed=seed)
     pool.add(phrases_or_architectures, progress=progress)
     return pool.score(predictor, epochs)
+
+
+def pareto_front(accuracy, energy) -> np.ndarray:
+    """Return which candidates no other candidate beats on both accuracy and energy.
+
+    A candidate is on the front when every candidate with lower or equal energy has lower
+    accuracy. Of several candidates with the same accuracy and energy, the first is kept.
+
+    Args:
+        accuracy: One predicted (or measured) accuracy per candidate; higher is better.
+        energy: One predicted (or measured) energy per candidate; lower is better.
+
+    Returns:
+        A boolean array, True for the candidates on the front.
+
+    Raises:
+        CNNGenError: If the arrays differ in length, are not one-dimensional, or contain
+            missing or infinite values.
+    """
+    accuracy = np.asarray(accuracy, dtype=float)
+    energy = np.asarray(energy, dtype=float)
+    if accuracy.ndim != 1 or accuracy.shape != energy.shape:
+        raise CNNGenError(
+            f"accuracy has shape {accuracy.shape} and energy {energy.shape}; pass one value "
+            "of each per candidate"
+        )
+    if not (np.all(np.isfinite(accuracy)) and np.all(np.isfinite(energy))):
+        raise CNNGenError("accuracy or energy contains missing or infinite values; drop them first")
+    # Cheapest first and, at equal energy, most accurate first (stable, so first kept).
+    order = np.lexsort((-accuracy, energy))
+    on_front = np.zeros(len(accuracy), dtype=bool)
+    best = -np.inf
+    for index in order:
+        if accuracy[index] > best:
+            on_front[index] = True
+            best = accuracy[index]
+    return on_front
 
 
 def _check_scorable(predictor) -> None:
