@@ -22,7 +22,10 @@ EXIT_USAGE = 2
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
     return value
@@ -176,13 +179,19 @@ def cmd_evaluate(args) -> int:
 def cmd_fit(args) -> int:
     from cnngen.evaluation import fit_on_results
 
+    if args.output.suffix != ".joblib":
+        raise CNNGenError(
+            f"-o {str(args.output)!r}: a predictor file name must end in .joblib, such as "
+            "rf_energy.joblib"
+        )
+    _check_output_folder(args.output)
     predictor, count = fit_on_results(
         args.database,
         args.predictor,
         args.target,
         statuses=args.statuses,
         random_state=args.seed,
-        progress=True,
+        progress=sys.stderr.isatty(),
     )
     path = predictor.save(args.output)
     print(f"{args.predictor} fitted on {count} trainings to predict {args.target}")
@@ -196,30 +205,52 @@ def cmd_score(args) -> int:
     import pandas as pd
 
     from cnngen.predictors import load_predictor
-    from cnngen.predictors.scoring import CandidatePool
+    from cnngen.predictors.scoring import CandidatePool, check_scorable
 
-    predictors = {Path(path).stem: load_predictor(path) for path in args.predictors}
+    predictors = {}
+    for path in args.predictors:
+        predictor = load_predictor(path)
+        try:
+            check_scorable(predictor)
+        except CNNGenError as error:
+            raise CNNGenError(f"{path}: {error}") from None
+        predictors[Path(path).stem] = predictor
     if len(predictors) != len(args.predictors):
         raise CNNGenError(
             f"predictor files {[str(p) for p in args.predictors]} share a file name; give "
             "each a distinct name, which becomes its column"
         )
+    if "phrase" in predictors:
+        raise CNNGenError(
+            "a predictor file is named phrase.joblib, and its column would replace the "
+            "phrase column; rename the file"
+        )
+    if args.output is not None:
+        inputs = {Path(path).resolve() for path in args.predictors}
+        if args.output.resolve() in inputs or args.output.suffix in (".joblib", ".pt"):
+            raise CNNGenError(
+                f"-o {str(args.output)!r} would overwrite a predictor file; write the "
+                "scores to a .csv file"
+            )
+        _check_output_folder(args.output)
+    progress = sys.stderr.isatty()
     start = time.perf_counter()
     if args.phrases is not None:
         pool = CandidatePool(args.dataset, seed=args.seed)
-        pool.add(_read_phrases(args.phrases), progress=True)
+        _add_phrases(pool, args.phrases, progress)
     else:
         pool = CandidatePool.sample(
-            args.sample, args.dataset, seed=args.seed, sampling=args.sampling, progress=True
+            args.sample, args.dataset, seed=args.seed, sampling=args.sampling, progress=progress
         )
     prepared = time.perf_counter()
     table = pd.DataFrame({"phrase": pool.phrases()})
     for column, predictor in predictors.items():
         table[column] = pool.score(predictor, args.epochs)
     scored = time.perf_counter()
+    noun = "predictor" if len(predictors) == 1 else "predictors"
     print(
         f"{len(pool):,} architectures: solved and featurised in {prepared - start:.1f} s, "
-        f"scored by {len(predictors)} predictors in {scored - prepared:.2f} s",
+        f"scored by {len(predictors)} {noun} in {scored - prepared:.2f} s",
         file=sys.stderr,
     )
     if args.output is None:
@@ -230,14 +261,34 @@ def cmd_score(args) -> int:
     return 0
 
 
-def _read_phrases(path: Path) -> list[str]:
-    """Return the phrases of a file, one per line, skipping blank lines and # comments."""
-    text = path.read_text(encoding="utf-8")
-    phrases = [line.strip() for line in text.splitlines()]
-    phrases = [phrase for phrase in phrases if phrase and not phrase.startswith("#")]
-    if not phrases:
+def _check_output_folder(path: Path) -> None:
+    """Raise before any work if the folder of an output file does not exist."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise CNNGenError(f"-o {str(path)!r}: folder {str(folder)!r} not found; create it first")
+
+
+def _add_phrases(pool, path: Path, progress: bool) -> None:
+    """Add the phrases of a file to a pool; an error names the line of the bad phrase."""
+    try:
+        # utf-8-sig drops the byte-order mark that some editors write.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise CNNGenError(f"{path} is not UTF-8 text; write one phrase per line") from None
+    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)]
+    lines = [(number, line) for number, line in lines if line and not line.startswith("#")]
+    if not lines:
         raise CNNGenError(f"{path} contains no phrase; write one phrase per line")
-    return phrases
+    try:
+        pool.add([phrase for _, phrase in lines], progress=progress)
+    except CNNGenError as error:
+        # Phrases before the bad one stay in the pool, so its length locates the bad one.
+        number = lines[len(pool)][0]
+        if isinstance(error, PhraseSyntaxError):
+            message = f"invalid phrase at column {error.column}: {error.reason}"
+        else:
+            message = str(error)
+        raise CNNGenError(f"{path}, line {number}: {message}") from None
 
 
 def _parse_assignment(text: str) -> tuple[str, str]:
@@ -396,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--statuses", nargs="+", default=["ok"], help="training statuses to fit on (default: ok)"
     )
-    fit.add_argument("--seed", type=int, default=0, help="seed of the predictor (default 0)")
+    fit.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="seed of the predictor (default 0)"
+    )
     fit.add_argument(
         "-o", "--output", type=Path, required=True, help="the predictor file to write (.joblib)"
     )
@@ -454,8 +507,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnngen {args.command}: {message}", file=sys.stderr)
     except OSError as error:
         # A file the user named could not be written or read (a folder, a missing parent).
-        where = f" {error.filename}" if error.filename else ""
-        print(f"cnngen {args.command}: cannot use{where}: {error.strerror}", file=sys.stderr)
+        if error.filename:
+            print(
+                f"cnngen {args.command}: cannot use {error.filename}: {error.strerror}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"cnngen {args.command}: {error}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"cnngen {args.command}: interrupted", file=sys.stderr)
         return 130

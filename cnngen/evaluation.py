@@ -212,7 +212,8 @@ def fit_on_results(
     from cnngen.predictors import TORCH_PREDICTORS, make_predictor
     from cnngen.store import STATUSES
 
-    check_names("target", [target], TARGETS)
+    if target not in TARGETS:
+        raise CNNGenError(f"invalid target {target!r}: expected one of {', '.join(TARGETS)}")
     check_names("status", list(statuses), STATUSES)
     if name in TORCH_PREDICTORS:
         raise CNNGenError(

@@ -262,3 +262,81 @@ def test_score_needs_one_source_of_architectures(energy_tree_file):
     )  # fmt: skip
     assert result.returncode == 2
     assert "--sample" in result.stderr and "--phrases" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--target", "energy_kwh", "-o", "results.sqlite"], "must end in .joblib"),
+        (["--target", "energy_kwh", "-o", "missing/rf.joblib"], "folder 'missing' not found"),
+        (["--target", "accuracy", "-o", "rf.joblib"], "invalid target 'accuracy': expected one of"),
+        (["--target", "energy_kwh", "--seed", "-1", "-o", "rf.joblib"], "non-negative integer"),
+    ],
+    ids=["not joblib", "missing folder", "bad target", "negative seed"],
+)
+def test_fit_checks_its_arguments(arguments, message, tmp_path):
+    result = subprocess.run(
+        [*CLI, "fit", REFERENCE, *arguments], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_score_protects_predictor_files(energy_tree_file, tmp_path):
+    import shutil
+
+    named_phrase = tmp_path / "phrase.joblib"
+    shutil.copy(energy_tree_file, named_phrase)
+    common = ["--sample", "2", "--dataset", "fashion_mnist", "--epochs", "2"]
+    over = run_cli("score", str(energy_tree_file), *common, "-o", str(energy_tree_file))
+    assert over.returncode == 2
+    assert "would overwrite a predictor file" in over.stderr
+    clash = run_cli("score", str(named_phrase), *common)
+    assert clash.returncode == 2
+    assert "rename the file" in clash.stderr
+    folder = run_cli("score", str(tmp_path), *common)
+    assert folder.returncode == 2
+    assert "is a folder, not a predictor file" in folder.stderr
+
+
+def test_score_phrase_errors_name_the_line(energy_tree_file, tmp_path):
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text(
+        "\ufeff# three phrases\ninput conv flatten dense output\n\n"
+        "input conv(kernal=3) flatten dense output\n",
+        encoding="utf-8",
+    )
+    result = run_cli(
+        "score", str(energy_tree_file), "--phrases", str(phrases), "--dataset", "digits",
+        "--epochs", "2",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"{phrases}, line 4: invalid phrase at column" in result.stderr
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    result = run_cli(
+        "score", str(energy_tree_file), "--phrases", str(binary), "--dataset", "digits",
+        "--epochs", "2",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "is not UTF-8 text" in result.stderr
+
+
+def test_score_warns_outside_the_fit(energy_tree_file):
+    result = run_cli(
+        "score", str(energy_tree_file), "--sample", "3", "--dataset", "cifar10", "--epochs", "20",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "fitted on trainings on fashion_mnist" in result.stderr
+    assert "fitted on trainings of 2 epochs" in result.stderr
+    assert len(result.stdout.splitlines()) == 4
+
+
+def test_score_sample_must_be_an_integer(energy_tree_file):
+    result = run_cli(
+        "score", str(energy_tree_file), "--sample", "abc", "--dataset", "digits", "--epochs", "2"
+    )
+    assert result.returncode == 2
+    assert "expected a non-negative integer, got 'abc'" in result.stderr

@@ -508,3 +508,25 @@ def test_repeated_feature_column_rejected(cheap_table, log_flops):
     repeated = pd.concat([cheap_table, cheap_table[["epochs"]]], axis=1)
     with pytest.raises(CNNGenError, match=r"several columns named \['epochs'\]"):
         DecisionTreePredictor(random_state=0).fit(repeated, log_flops)
+
+
+def test_torch_file_without_torch_is_one_error(tmp_path, monkeypatch):
+    import importlib.util
+    import zipfile
+
+    path = tmp_path / "neural.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data.pkl", b"not a model")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "torch" else real_find_spec(name, *args),
+    )
+    with pytest.raises(CNNGenError, match="PyTorch is not installed"):
+        load_predictor(path)
+
+
+def test_folder_as_predictor_file_rejected(tmp_path):
+    with pytest.raises(CNNGenError, match="is a folder, not a predictor file"):
+        load_predictor(tmp_path)

@@ -195,3 +195,63 @@ def test_pareto_front_of_sampled_scores_is_undominated(pool, forest):
 def test_pareto_front_bad_input_rejected(accuracy, energy, message):
     with pytest.raises(CNNGenError, match=message):
         pareto_front(accuracy, energy)
+
+
+@pytest.mark.parametrize("seed", [-3, None, "a", 1.5, True])
+def test_invalid_pool_seed_rejected(seed):
+    with pytest.raises(CNNGenError, match="invalid seed"):
+        CandidatePool("digits", seed=seed)
+
+
+def test_numpy_integers_accepted(forest):
+    pool = CandidatePool.sample(np.int64(3), "digits", seed=np.int64(4))
+    assert len(pool) == 3
+    np.testing.assert_array_equal(pool.score(forest, np.array(2)), pool.score(forest, 2))
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [("input conv flatten dense output", "pass a list of phrases"), (None, "is a NoneType")],
+    ids=["one string", "none"],
+)
+def test_add_rejects_non_lists(items, message):
+    with pytest.raises(CNNGenError, match=message):
+        CandidatePool("digits").add(items)
+
+
+def test_foreign_estimator_rejected(pool, table, target):
+    from sklearn.tree import DecisionTreeRegressor
+
+    plain = DecisionTreeRegressor().fit(table.to_numpy(), target)
+    with pytest.raises(CNNGenError, match="cannot score with a DecisionTreeRegressor"):
+        pool.score(plain, 2)
+
+
+def test_fit_records_data_sets_and_epochs(table, target):
+    predictor = DecisionTreePredictor(random_state=0).fit(table.assign(dataset="digits"), target)
+    assert predictor.fit_datasets_ == ["digits"]
+    assert predictor.fit_epochs_ == [1, 2, 3]
+    without = DecisionTreePredictor(random_state=0).fit(table, target)
+    assert without.fit_datasets_ is None
+
+
+def test_scoring_outside_the_fit_warns(pool, table, target, caplog):
+    predictor = DecisionTreePredictor(random_state=0).fit(table.assign(dataset="digits"), target)
+    with caplog.at_level("WARNING", logger="cnngen.predictors.scoring"):
+        pool.score(predictor, 2)
+    assert caplog.records == []
+    with caplog.at_level("WARNING", logger="cnngen.predictors.scoring"):
+        pool.score(predictor, 7)
+    assert "fitted on trainings of 1/2/3 epochs" in caplog.text
+    assert "7 epochs" in caplog.text
+    caplog.clear()
+    other = CandidatePool.sample(3, "fashion_mnist", seed=1)
+    with caplog.at_level("WARNING", logger="cnngen.predictors.scoring"):
+        other.score(predictor, 2)
+    assert "fitted on trainings on digits" in caplog.text
+    assert "solved for fashion_mnist" in caplog.text
+
+
+def test_pareto_front_non_numbers_rejected():
+    with pytest.raises(CNNGenError, match="must be numbers"):
+        pareto_front(["a"], ["b"])

@@ -93,9 +93,17 @@ def load_predictor(path: str | os.PathLike):
 
 
 def _load_torch_predictor(path):
+    import importlib.util
+
     # The PyTorch predictors' own header check, which reads the file without running code.
     from cnngen.predictors.neural import _read_payload
 
+    if importlib.util.find_spec("torch") is None:
+        raise CNNGenError(
+            f"{os.fspath(path)!r} is a zip archive, the format of the PyTorch predictors, and "
+            "PyTorch is not installed; install it (bash scripts/setup.sh --dev) or "
+            "pass a predictor file written by DT, Py_code, RF or GB"
+        )
     class_name = _read_payload(Path(path))["class"]
     classes = {cls.__name__: cls for cls in PREDICTORS.values()}
     if class_name not in classes:

@@ -116,6 +116,8 @@ def check_header(payload, path: Path, file_format: str, version: int) -> None:
 def _read_payload(path: Path) -> dict:
     import joblib
 
+    if path.is_dir():
+        raise CNNGenError(f"{str(path)!r} is a folder, not a predictor file")
     if not path.is_file():
         raise CNNGenError(f"predictor file {str(path)!r} not found")
     try:

@@ -36,7 +36,7 @@ class CandidatePool:
         seed: Seed of the values that an added phrase or architecture leaves open.
 
     Raises:
-        CNNGenError: If the data set is unknown.
+        CNNGenError: If the data set is unknown or the seed is not a non-negative integer.
 
     Example:
         >>> pool = CandidatePool.sample(1000, "fashion_mnist", seed=7)
@@ -48,7 +48,7 @@ class CandidatePool:
         from cnngen.datasets import get_dataset_info
 
         self.info = get_dataset_info(dataset)
-        self.seed = seed
+        self.seed = _non_negative_integer("seed", seed)
         self._architectures: list = []
         self._blocks: list[np.ndarray] = []
         self._matrix: np.ndarray | None = None
@@ -78,14 +78,13 @@ class CandidatePool:
         from cnngen.generation import sampling_config
         from cnngen.sampling import architecture_seeds, sample_resolved
 
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise CNNGenError(f"invalid count {count!r}: expected a non-negative integer")
+        count = _non_negative_integer("count", count)
         pool = cls(dataset, seed=seed)
         config = sampling_config(sampling)
         shape, classes = pool.info.input_shape, pool.info.num_classes
         resolved = (
             sample_resolved(arch_seed, shape, classes, config)
-            for arch_seed in architecture_seeds(seed, count)
+            for arch_seed in architecture_seeds(pool.seed, count)
         )
         pool.add(resolved, progress=progress, total=count)
         return pool
@@ -106,6 +105,16 @@ class CandidatePool:
         """
         from tqdm.auto import tqdm
 
+        if isinstance(items, str):
+            raise CNNGenError(
+                f"items is one string ({items[:40]!r}); pass a list of phrases, such as "
+                "pool.add([phrase])"
+            )
+        if not isinstance(items, Iterable):
+            raise CNNGenError(
+                f"items is a {type(items).__name__}; pass a list of phrases, Architecture or "
+                "ResolvedArchitecture objects"
+            )
         if total is None and hasattr(items, "__len__"):
             total = len(items)
         bar = tqdm(total=total, desc="candidates", unit="arch", disable=not progress)
@@ -145,7 +154,8 @@ class CandidatePool:
 
         from cnngen.predictors.tabular import CHEAP_FEATURES
 
-        return pd.DataFrame(self._feature_matrix(CHEAP_FEATURES, epochs), columns=CHEAP_FEATURES)
+        matrix = self._feature_matrix(CHEAP_FEATURES, _epochs_column(epochs, len(self)))
+        return pd.DataFrame(matrix, columns=CHEAP_FEATURES)
 
     def score(self, predictor, epochs: int | Sequence[int]) -> np.ndarray:
         """Predict the target of every candidate with a fitted predictor.
@@ -156,20 +166,23 @@ class CandidatePool:
                 GB), for all of them or one per candidate.
 
         Returns:
-            One prediction per candidate, in the order they were added.
+            One prediction per candidate, in the order they were added. A warning is logged
+            when the pool's data set or the epochs lie outside those the predictor was
+            fitted on, because tree predictors do not extrapolate.
 
         Raises:
             CNNGenError: If the predictor is not fitted or uses proxies, or epochs is invalid.
         """
         from cnngen.predictors.tabular import FeatureRegressor
 
-        _check_scorable(predictor)
+        check_scorable(predictor)
+        epochs_column = _epochs_column(epochs, len(self))
         if not self._architectures:
-            _epochs_column(epochs, 0)
             return np.zeros(0)
         if isinstance(predictor, FeatureRegressor):
             names = list(predictor.feature_names_in_)
-            return predictor.predict(self._feature_matrix(names, epochs))
+            _warn_extrapolation(predictor, self.info.name, epochs_column, names)
+            return predictor.predict(self._feature_matrix(names, epochs_column))
         return np.asarray(predictor.predict(self._architectures), dtype=float)
 
     def _append(self, resolved_list: list) -> None:
@@ -186,11 +199,10 @@ class CandidatePool:
         self._architectures.extend(resolved_list)
         self._matrix = None
 
-    def _feature_matrix(self, names: Sequence[str], epochs) -> np.ndarray:
+    def _feature_matrix(self, names: Sequence[str], epochs_column: np.ndarray) -> np.ndarray:
         from cnngen.predictors.tabular import CHEAP_FEATURES, check_cheap_features
 
         check_cheap_features(names)
-        epochs_column = _epochs_column(epochs, len(self))
         if self._matrix is None:
             width = len(CHEAP_FEATURES)
             self._matrix = np.concatenate(self._blocks) if self._blocks else np.zeros((0, width))
@@ -234,7 +246,7 @@ def score_phrases(
             resolved architecture was solved for another data set, or the data set is unknown.
     """
     # Fail before computing features for an unusable predictor.
-    _check_scorable(predictor)
+    check_scorable(predictor)
     pool = CandidatePool(dataset, seed=seed)
     pool.add(phrases_or_architectures, progress=progress)
     return pool.score(predictor, epochs)
@@ -257,8 +269,13 @@ def pareto_front(accuracy, energy) -> np.ndarray:
         CNNGenError: If the arrays differ in length, are not one-dimensional, or contain
             missing or infinite values.
     """
-    accuracy = np.asarray(accuracy, dtype=float)
-    energy = np.asarray(energy, dtype=float)
+    try:
+        accuracy = np.asarray(accuracy, dtype=float)
+        energy = np.asarray(energy, dtype=float)
+    except (TypeError, ValueError):
+        raise CNNGenError(
+            "accuracy and energy must be numbers, one of each per candidate"
+        ) from None
     if accuracy.ndim != 1 or accuracy.shape != energy.shape:
         raise CNNGenError(
             f"accuracy has shape {accuracy.shape} and energy {energy.shape}; pass one value "
@@ -277,24 +294,30 @@ def pareto_front(accuracy, energy) -> np.ndarray:
     return on_front
 
 
-def _check_scorable(predictor) -> None:
-    """Raise if the predictor is not fitted, or reads proxies that a pool cannot compute."""
+def check_scorable(predictor) -> None:
+    """Raise unless the predictor is a fitted CNNGen predictor that a pool can score with.
+
+    Raises:
+        CNNGenError: If it is another kind of object, is not fitted, or reads proxies, which
+            a pool cannot compute.
+    """
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
+    from cnngen.predictors import PREDICTORS
     from cnngen.predictors.tabular import FeatureRegressor, check_cheap_features
 
+    if not isinstance(predictor, tuple(PREDICTORS.values())):
+        raise CNNGenError(
+            f"cannot score with a {type(predictor).__name__}; pass a fitted predictor of "
+            "cnngen.predictors.PREDICTORS"
+        )
     try:
         check_is_fitted(predictor)
     except NotFittedError:
         raise CNNGenError(
             f"the {type(predictor).__name__} is not fitted; fit it or load a saved one "
             "before scoring"
-        ) from None
-    except TypeError:
-        raise CNNGenError(
-            f"cannot score with a {type(predictor).__name__}; pass a fitted predictor of "
-            "cnngen.predictors.PREDICTORS"
         ) from None
     if isinstance(predictor, FeatureRegressor):
         check_cheap_features(predictor.feature_names_in_)
@@ -304,6 +327,8 @@ def _epochs_column(epochs, count: int) -> np.ndarray:
     """Return one epoch count per candidate, or raise if a count is not a positive integer."""
     from cnngen.features import check_epochs
 
+    if isinstance(epochs, np.ndarray) and epochs.ndim == 0:
+        epochs = epochs.item()
     if isinstance(epochs, Iterable) and not isinstance(epochs, str):
         values = list(epochs)
         if len(values) != count:
@@ -317,6 +342,39 @@ def _epochs_column(epochs, count: int) -> np.ndarray:
         check_epochs(value)
     column = np.asarray([operator.index(value) for value in values], dtype=float)
     return column if len(values) == count else np.full(count, column[0])
+
+
+def _warn_extrapolation(predictor, dataset: str, epochs: np.ndarray, names: list[str]) -> None:
+    """Log a warning when candidates lie outside the data sets or epochs of the fit."""
+    name = type(predictor).__name__
+    datasets = getattr(predictor, "fit_datasets_", None)
+    if datasets and dataset not in datasets:
+        logger.warning(
+            "%s was fitted on trainings on %s and these candidates are solved for %s: its "
+            "predictions extrapolate and may be meaningless; fit it on trainings on %s",
+            name, ", ".join(datasets), dataset, dataset,
+        )  # fmt: skip
+    fitted = getattr(predictor, "fit_epochs_", None)
+    if not fitted or "epochs" not in names:
+        return
+    outside = sorted({int(value) for value in epochs} - set(fitted))
+    if outside:
+        logger.warning(
+            "%s was fitted on trainings of %s epochs, so it does not tell %s epochs apart "
+            "from those (trees do not extrapolate); fit it on trainings of those epoch counts",
+            name, "/".join(map(str, fitted)), "/".join(map(str, outside[:5])),
+        )  # fmt: skip
+
+
+def _non_negative_integer(name: str, value) -> int:
+    """Return value as an int, or raise unless it is a non-negative integer (not a bool)."""
+    try:
+        valid = not isinstance(value, bool) and operator.index(value) >= 0
+    except TypeError:
+        valid = False
+    if not valid:
+        raise CNNGenError(f"invalid {name} {value!r}: expected a non-negative integer")
+    return operator.index(value)
 
 
 def _resolve(item, info, seed: int):

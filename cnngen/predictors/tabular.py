@@ -57,6 +57,11 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         target_scale_: The largest absolute training target (1 when all are 0).
         n_features_in_: Number of features seen by ``fit``.
         feature_names_in_: Names of those features.
+        fit_datasets_: The data sets of the training rows, or None when X had no
+            ``dataset`` column. Scoring warns for candidates of another data set.
+        fit_epochs_: The epoch counts of the training rows, or None when neither X nor the
+            features had an ``epochs`` column. Trees do not extrapolate, so scoring warns
+            for other epoch counts.
     """
 
     _default_features: tuple[str, ...] = CHEAP_FEATURES
@@ -89,6 +94,7 @@ class FeatureRegressor(RegressorMixin, BaseEstimator):
         self.estimator_ = self._make_estimator().fit(matrix, target / self.target_scale_)
         self.n_features_in_ = len(names)
         self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.fit_datasets_, self.fit_epochs_ = _training_domain(X, matrix, names)
         return self
 
     def predict(self, X) -> np.ndarray:  # noqa: N803 (scikit-learn's argument name)
@@ -233,8 +239,8 @@ def check_cheap_features(names: Sequence[str]) -> None:
     if proxies:
         raise CNNGenError(
             f"the predictor uses the proxies {proxies}, which need TensorFlow and training "
-            "images; compute them with cnngen.proxies.compute_proxies, or fit the predictor on "
-            "a table without proxy columns"
+            "images: to score candidates, fit it on a table without proxy columns; to predict "
+            "from a table, add the proxies computed with cnngen.proxies.compute_proxies"
         )
 
 
@@ -261,6 +267,19 @@ def feature_matrix(X, names: list[str]) -> np.ndarray:  # noqa: N803
             "could not be computed"
         )
     return matrix
+
+
+def _training_domain(X, matrix: np.ndarray, names: list[str]):  # noqa: N803
+    """Return the sorted data sets and epoch counts of the training rows, or None for each."""
+    columns = getattr(X, "columns", ())
+    datasets = sorted({str(name) for name in X["dataset"]}) if "dataset" in columns else None
+    if "epochs" in names:
+        epochs = matrix[:, names.index("epochs")]
+    elif "epochs" in columns:
+        epochs = np.asarray(X["epochs"], dtype=float)
+    else:
+        return datasets, None
+    return datasets, sorted({int(value) for value in epochs if np.isfinite(value)})
 
 
 def _checked_target(y, num_rows: int) -> np.ndarray:
