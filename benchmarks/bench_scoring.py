@@ -28,6 +28,7 @@ also builds and traces the training step, so the second is the stricter baseline
 
 import argparse
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -177,6 +178,9 @@ def main() -> None:
     assert np.allclose(parallel_scores, rf_scores)
     tensorflow = "tensorflow" in sys.modules
     print(f"TensorFlow imported while scoring: {tensorflow}")
+    # ru_maxrss is in KiB on Linux.
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory with the {count:,} candidates and their pool: {peak_mib:,.0f} MiB")
     assert len(dt_scores) == len(rf_scores) == count
 
     phrases, _ = timed("print phrases", count, lambda: [r.to_phrase() for r in sampled])
