@@ -12,7 +12,9 @@ The script samples ``count`` architectures for Fashion-MNIST as a search keeps t
 * predicting with DT and with RF from the pool, which is what each later scoring costs;
 * printing their phrases, and parsing and solving ``parse_count`` of them again, as a search
   that stores phrases would (reported separately, because a search that keeps objects skips
-  it, and on a subset, because ANTLR's Python runtime is slow).
+  it, and on a subset, because ANTLR's Python runtime is slow);
+* the code features of the same subset, read from the layer graph and parsed from the
+  emitted source, and the mean number of Keras layers per architecture.
 
 DT and RF are fitted on the reference results (``--results``: a results.parquet, a
 results.sqlite or a run directory) when given, else on 400 sampled architectures with
@@ -37,9 +39,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from cnngen.code_features import architecture_code_features, code_features  # noqa: E402
 from cnngen.datasets import get_dataset_info  # noqa: E402
 from cnngen.generation import sampling_config  # noqa: E402
 from cnngen.grammar import parse  # noqa: E402
+from cnngen.keras_source import emit_source  # noqa: E402
 from cnngen.metrics import compute_metrics  # noqa: E402
 from cnngen.predictors import DecisionTreePredictor, RandomForestPredictor  # noqa: E402
 from cnngen.predictors.scoring import CandidatePool  # noqa: E402
@@ -107,7 +111,6 @@ def train_two_epochs(info) -> tuple[float, float]:
     import keras
 
     from cnngen.datasets import load_dataset
-    from cnngen.keras_source import emit_source
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):
@@ -192,6 +195,22 @@ def main() -> None:
         lambda: [solve(parse(phrase), shape, classes) for phrase in subset],
     )
     print(f"features cost {features_s / sample_s:.2f} times sampling and solving")
+    layers = np.mean([len(resolved.layers) for resolved in sampled])
+    print(f"Keras layers per architecture: {layers:.1f} on average")
+    # Code features two ways, on the same subset: from the layer graph (what the pool does),
+    # and by emitting the source and parsing it with ast (what a stored file costs).
+    code_subset = sampled[: args.parse_count]
+    _, graph_s = timed(
+        "code features from the layer graph",
+        len(code_subset),
+        lambda: [architecture_code_features(resolved) for resolved in code_subset],
+    )
+    _, source_s = timed(
+        "code features from emitted, parsed source",
+        len(code_subset),
+        lambda: [code_features(emit_source(resolved)) for resolved in code_subset],
+    )
+    print(f"parsed source costs {source_s / graph_s:.1f} times the layer graph")
     baselines = {}
     if not args.skip_training:
         first_s, second_s = train_two_epochs(info)

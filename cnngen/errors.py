@@ -2,8 +2,11 @@
 
 Every error a user can cause derives from :class:`CNNGenError`, so callers (the CLI, the
 notebooks) can catch one class and show its message without a traceback. Messages name the
-received value, what was expected and what to do.
+received value, what was expected and what to do. :func:`checked_integer` validates the
+integer arguments that several modules accept.
 """
+
+import operator
 
 
 class CNNGenError(Exception):
@@ -63,3 +66,21 @@ class StoreError(CNNGenError):
 
 class MeasurementError(CNNGenError):
     """Raised when the energy measurement is configured with invalid values."""
+
+
+def checked_integer(name: str, value, minimum: int) -> int:
+    """Return value as an int, or raise a CNNGenError unless it is an integer >= minimum.
+
+    Python and NumPy integers are accepted. Booleans and floats such as 2.0 are rejected,
+    because operator.index accepts neither.
+    """
+    try:
+        valid = not isinstance(value, bool) and operator.index(value) >= minimum
+    except TypeError:
+        valid = False
+    if not valid:
+        expected = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        raise CNNGenError(f"invalid {name} {value!r}: expected {expected}")
+    return operator.index(value)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 from collections.abc import Iterable, Sequence
 
 from cnngen.architecture import Architecture, Merge
-from cnngen.errors import CNNGenError
+from cnngen.errors import CNNGenError, checked_integer
 from cnngen.metrics import compute_metrics
 from cnngen.solver import ResolvedArchitecture
 
@@ -87,11 +86,11 @@ def architecture_features(resolved: ResolvedArchitecture, epochs: int) -> dict[s
     Raises:
         CNNGenError: If epochs is not a positive integer.
     """
-    check_epochs(epochs)
+    epochs = checked_integer("epochs", epochs, 1)
     metrics = compute_metrics(resolved)
     features: dict[str, float] = {
         "num_layers": metrics.num_layers,
-        "epochs": operator.index(epochs),
+        "epochs": epochs,
         "flops": metrics.flops,
         "params": metrics.params,
         "depth": metrics.depth,
@@ -206,17 +205,6 @@ def stored_features(frame, *, progress: bool = False):
     features.index = [row["arch_id"] for row in rows]
     features.index.name = "arch_id"
     return features
-
-
-def check_epochs(epochs) -> None:
-    """Raise a CNNGenError unless epochs is a positive integer (Python or NumPy)."""
-    # operator.index accepts Python and NumPy integers but not floats such as 2.0.
-    try:
-        valid = not isinstance(epochs, bool) and operator.index(epochs) >= 1
-    except TypeError:
-        valid = False
-    if not valid:
-        raise CNNGenError(f"invalid epochs {epochs!r}: expected a positive integer")
 
 
 def _check_stored_params(row: dict, resolved: ResolvedArchitecture) -> None:

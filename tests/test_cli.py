@@ -201,7 +201,8 @@ def test_score_samples_without_tensorflow(energy_tree_file, tmp_path):
     import pandas as pd
 
     scores = pd.read_csv(output)
-    assert len(scores) == 40 and (scores["dt_energy"] > 0).all()
+    assert len(scores) == 40
+    assert (scores["dt_energy"] > 0).all()
     again = run_cli(
         "score", str(energy_tree_file), "--sample", "40", "--dataset", "fashion_mnist",
         "--epochs", "3", "--seed", "5",
@@ -231,7 +232,8 @@ def test_fit_and_score_errors_are_one_line(arguments, message, tmp_path):
     assert not (tmp_path / "x.joblib").exists()
     assert result.returncode == 2
     assert message in result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -261,7 +263,8 @@ def test_score_needs_one_source_of_architectures(energy_tree_file):
         "score", str(energy_tree_file), "--dataset", "digits", "--epochs", "2",
     )  # fmt: skip
     assert result.returncode == 2
-    assert "--sample" in result.stderr and "--phrases" in result.stderr
+    assert "--sample" in result.stderr
+    assert "--phrases" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cnngen.code_features import code_feature_frame
-from cnngen.errors import CNNGenError
+from cnngen.errors import CNNGenError, checked_integer
 from cnngen.features import feature_frame
 from cnngen.generation import sampling_config
 from cnngen.keras_source import emit_source
@@ -255,3 +255,28 @@ def test_scoring_outside_the_fit_warns(pool, table, target, caplog):
 def test_pareto_front_non_numbers_rejected():
     with pytest.raises(CNNGenError, match="must be numbers"):
         pareto_front(["a"], ["b"])
+
+
+def test_pareto_front_of_nothing_is_empty():
+    assert pareto_front([], []).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("value", "minimum", "message"),
+    [
+        (0, 1, "expected a positive integer"),
+        (-1, 0, "expected a non-negative integer"),
+        (2, 3, "expected an integer >= 3"),
+        (2.0, 0, "invalid count 2.0"),
+        (True, 0, "invalid count True"),
+    ],
+)
+def test_checked_integer_rejects(value, minimum, message):
+    with pytest.raises(CNNGenError, match=message):
+        checked_integer("count", value, minimum)
+
+
+def test_checked_integer_returns_python_int():
+    value = checked_integer("count", np.int64(4), 0)
+    assert value == 4
+    assert type(value) is int

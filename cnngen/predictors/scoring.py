@@ -16,12 +16,11 @@ is left to the predictors, and parsing to :mod:`cnngen.grammar`.
 from __future__ import annotations
 
 import logging
-import operator
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from cnngen.errors import CNNGenError
+from cnngen.errors import CNNGenError, checked_integer
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class CandidatePool:
         from cnngen.datasets import get_dataset_info
 
         self.info = get_dataset_info(dataset)
-        self.seed = _non_negative_integer("seed", seed)
+        self.seed = checked_integer("seed", seed, 0)
         self._architectures: list = []
         self._blocks: list[np.ndarray] = []
         self._matrix: np.ndarray | None = None
@@ -78,7 +77,7 @@ class CandidatePool:
         from cnngen.generation import sampling_config
         from cnngen.sampling import architecture_seeds, sample_resolved
 
-        count = _non_negative_integer("count", count)
+        count = checked_integer("count", count, 0)
         pool = cls(dataset, seed=seed)
         config = sampling_config(sampling)
         shape, classes = pool.info.input_shape, pool.info.num_classes
@@ -200,9 +199,9 @@ class CandidatePool:
         self._matrix = None
 
     def _feature_matrix(self, names: Sequence[str], epochs_column: np.ndarray) -> np.ndarray:
-        from cnngen.predictors.tabular import CHEAP_FEATURES, check_cheap_features
+        from cnngen.predictors.tabular import CHEAP_FEATURES
 
-        check_cheap_features(names)
+        # Callers pass cheap features only: score() has checked the predictor's columns.
         if self._matrix is None:
             width = len(CHEAP_FEATURES)
             self._matrix = np.concatenate(self._blocks) if self._blocks else np.zeros((0, width))
@@ -283,14 +282,13 @@ def pareto_front(accuracy, energy) -> np.ndarray:
         )
     if not (np.all(np.isfinite(accuracy)) and np.all(np.isfinite(energy))):
         raise CNNGenError("accuracy or energy contains missing or infinite values; drop them first")
-    # Cheapest first and, at equal energy, most accurate first (stable, so first kept).
+    # Cheapest first and, at equal energy, most accurate first. lexsort is stable, so of
+    # identical candidates the first comes first and the others do not beat it.
     order = np.lexsort((-accuracy, energy))
+    ranked = accuracy[order]
+    best_before = np.maximum.accumulate(np.concatenate(([-np.inf], ranked)))[:-1]
     on_front = np.zeros(len(accuracy), dtype=bool)
-    best = -np.inf
-    for index in order:
-        if accuracy[index] > best:
-            on_front[index] = True
-            best = accuracy[index]
+    on_front[order] = ranked > best_before
     return on_front
 
 
@@ -325,8 +323,6 @@ def check_scorable(predictor) -> None:
 
 def _epochs_column(epochs, count: int) -> np.ndarray:
     """Return one epoch count per candidate, or raise if a count is not a positive integer."""
-    from cnngen.features import check_epochs
-
     if isinstance(epochs, np.ndarray) and epochs.ndim == 0:
         epochs = epochs.item()
     if isinstance(epochs, Iterable) and not isinstance(epochs, str):
@@ -338,9 +334,7 @@ def _epochs_column(epochs, count: int) -> np.ndarray:
             )
     else:
         values = [epochs]
-    for value in values:
-        check_epochs(value)
-    column = np.asarray([operator.index(value) for value in values], dtype=float)
+    column = np.asarray([checked_integer("epochs", value, 1) for value in values], dtype=float)
     return column if len(values) == count else np.full(count, column[0])
 
 
@@ -364,17 +358,6 @@ def _warn_extrapolation(predictor, dataset: str, epochs: np.ndarray, names: list
             "from those (trees do not extrapolate); fit it on trainings of those epoch counts",
             name, "/".join(map(str, fitted)), "/".join(map(str, outside[:5])),
         )  # fmt: skip
-
-
-def _non_negative_integer(name: str, value) -> int:
-    """Return value as an int, or raise unless it is a non-negative integer (not a bool)."""
-    try:
-        valid = not isinstance(value, bool) and operator.index(value) >= 0
-    except TypeError:
-        valid = False
-    if not valid:
-        raise CNNGenError(f"invalid {name} {value!r}: expected a non-negative integer")
-    return operator.index(value)
 
 
 def _resolve(item, info, seed: int):
