@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from cnngen import __version__
-from cnngen.errors import CNNGenError, PhraseSyntaxError
+from cnngen.errors import CNNGenError, PhraseSyntaxError, checked_integer
 
 EXIT_USAGE = 2
 
@@ -207,6 +207,8 @@ def cmd_score(args) -> int:
     from cnngen.predictors import load_predictor
     from cnngen.predictors.scoring import CandidatePool, check_scorable
 
+    # Check every argument before sampling, which can take minutes.
+    checked_integer("epochs", args.epochs, 1)
     predictors = {}
     for path in args.predictors:
         predictor = load_predictor(path)
@@ -269,7 +271,7 @@ def _check_output_folder(path: Path) -> None:
 
 
 def _add_phrases(pool, path: Path, progress: bool) -> None:
-    """Add the phrases of a file to a pool; an error names the line of the bad phrase."""
+    """Add the phrases of a file to a pool. An error names the line of the bad phrase."""
     try:
         # utf-8-sig drops the byte-order mark that some editors write.
         text = path.read_text(encoding="utf-8-sig")
